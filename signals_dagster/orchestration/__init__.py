@@ -1,0 +1,1 @@
+"""The Dagster layer: partitions, assets, IO managers. Knows no particular database."""

@@ -1,0 +1,73 @@
+"""Collector spec → the static facts of its asset (key, kinds, owners, metadata...)."""
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from signals_dagster.redact import redact
+from signals_dagster.spec.models import CollectorSpec
+from signals_dagster.spec.sqltext import bind_params, collector_kind
+
+
+def source_kind(spec: CollectorSpec) -> str:
+    """windowed / as-of / snapshot, read from the query (no connection)."""
+    source = spec.source
+    if source.type in ("postgres", "mysql", "sqlite", "duckdb", "sql"):
+        return collector_kind(bind_params(source.config.sql))
+    return "snapshot"
+
+
+def query_text(spec: CollectorSpec) -> str:
+    """The query as shown in the UI."""
+    config = spec.source.config
+    return str(getattr(config, "sql", None) or getattr(config, "query", None) or config.agg)
+
+
+@dataclass(frozen=True)
+class AssetFacts:
+    """What the factory needs to declare one collector's asset."""
+
+    key: str
+    description: str
+    kinds: set[str]
+    owners: list[str]
+    group: str
+    code_version: str
+    kind: str
+    metadata: dict[str, Any]
+    tags: dict[str, str]
+
+
+def translate(spec: CollectorSpec, file: Path | None = None) -> AssetFacts:
+    """The asset facts of a collector."""
+    kind = source_kind(spec)
+    uri = getattr(spec.source.config, "uri", "")
+    metadata: dict[str, Any] = {
+        "metric": spec.metric.name,
+        "metric_type": spec.metric.type,
+        "grain": spec.metric.grain,
+        "timezone": spec.partitions.timezone,
+        "collector_kind": kind,
+        "source_type": spec.source.type,
+        "source_uri": redact(uri),
+        "query": dg.MetadataValue.md(f"```\n{redact(query_text(spec))}\n```"),
+        "sinks": ", ".join(f"{n} ({s.type})" for n, s in spec.sinks.items()),
+    }
+    if spec.metric.unit:
+        metadata["unit"] = spec.metric.unit
+    if file is not None:
+        metadata["collector_file"] = dg.MetadataValue.path(str(file))
+    description = spec.description or f"{spec.metric.type} {spec.metric.name} per {spec.metric.grain}"
+    return AssetFacts(
+        key=spec.asset_name,
+        description=description,
+        kinds={spec.source.type, *(s.type for s in spec.sinks.values())},
+        owners=list(spec.owners),
+        group=spec.group or spec.source.type,
+        code_version=spec.code_version,
+        kind=kind,
+        metadata=metadata,
+        tags={"signals/collector_kind": kind, "signals/grain": spec.metric.grain},
+    )

@@ -1,0 +1,156 @@
+"""Metric records: the seed's record, one per result row, as one pandas DataFrame per window."""
+
+import json
+import math
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+import pandas as pd
+
+from signals_dagster.errors import CollectorError
+from signals_dagster.spec.models import CollectorSpec
+
+RECORD_COLUMNS = ["uuid", "name", "value", "type", "tags", "timestamp", "grain_datetime"]
+# Fixed namespace: the same (metric, tags, grain) gives the same uuid on every machine, forever.
+RECORD_NAMESPACE = uuid.UUID("6f1c1c8e-3b7a-5d2e-9a41-5e0d7c2f8b13")
+RESERVED_COLUMNS = ("value", "grain_datetime")
+
+
+def record_uuid(name: str, tags: dict[str, str], grain_datetime: datetime) -> str:
+    """UUIDv5 of (metric name, sorted tags, grain_datetime)."""
+    key = json.dumps([name, sorted(tags.items()), iso_z(grain_datetime)], separators=(",", ":"))
+    return str(uuid.uuid5(RECORD_NAMESPACE, key))
+
+
+def iso_z(moment: datetime, millis: bool = False) -> str:
+    """ISO-8601 in UTC with a trailing Z (milliseconds when asked)."""
+    utc = moment.astimezone(UTC)
+    text = utc.isoformat(timespec="milliseconds" if millis else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def _number(value: Any, column: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise CollectorError(f"column {column!r} is a boolean ({value}); the value must be a number")
+    if isinstance(value, int | float | Decimal):
+        number = float(value)
+    else:
+        try:
+            number = float(str(value))
+        except ValueError:
+            raise CollectorError(f"column {column!r} has non-numeric value {value!r}") from None
+    if math.isnan(number):
+        return None
+    return number
+
+
+def _tag(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
+
+
+def build_records(
+    spec: CollectorSpec,
+    grain_datetime: datetime,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    collected_at: datetime,
+) -> tuple[pd.DataFrame, int, int]:
+    """Rows → records DataFrame; also return source row count and rows dropped for a NULL value."""
+    columns = [str(c) for c in columns]
+    lowered = [c.lower() for c in columns]
+    if "value" not in lowered:
+        raise CollectorError(
+            f"the query result has no 'value' column (columns: {', '.join(columns) or 'none'})"
+        )
+    value_index = lowered.index("value")
+    tag_indexes = [i for i, c in enumerate(lowered) if c not in RESERVED_COLUMNS]
+    static = spec.metric.static_tags
+    for i in tag_indexes:
+        if columns[i] in static:
+            raise CollectorError(
+                f"column {columns[i]!r} clashes with the static tag of the same name"
+            )
+    name, kind = spec.metric.name, spec.metric.type
+    out: list[dict[str, Any]] = []
+    seen: dict[str, int] = {}
+    count = dropped = 0
+    for row in rows:
+        count += 1
+        value = _number(row[value_index], columns[value_index])
+        if value is None:
+            dropped += 1
+            continue
+        tags = {columns[i]: _tag(row[i]) for i in tag_indexes}
+        tags.update(static)
+        record_id = record_uuid(name, tags, grain_datetime)
+        if record_id in seen:
+            raise CollectorError(
+                f"result rows {seen[record_id]} and {count} have the same tags {tags}: every row "
+                "must have a distinct tag set (group by every non-value column)"
+            )
+        seen[record_id] = count
+        out.append({"uuid": record_id, "name": name, "value": value, "type": kind, "tags": tags})
+    frame = pd.DataFrame(out, columns=RECORD_COLUMNS[:5])
+    frame["value"] = frame["value"].astype("float64")
+    frame["timestamp"] = pd.Series([pd.Timestamp(collected_at)] * len(frame), dtype="datetime64[ns, UTC]")
+    frame["grain_datetime"] = pd.Series(
+        [pd.Timestamp(grain_datetime)] * len(frame), dtype="datetime64[ns, UTC]"
+    )
+    return frame, count, dropped
+
+
+def empty_records() -> pd.DataFrame:
+    """A records DataFrame with no rows."""
+    frame = pd.DataFrame({c: pd.Series(dtype="object") for c in RECORD_COLUMNS})
+    frame["value"] = frame["value"].astype("float64")
+    for column in ("timestamp", "grain_datetime"):
+        frame[column] = frame[column].astype("datetime64[ns, UTC]")
+    return frame
+
+
+def _json_value(value: float) -> int | float:
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def to_dicts(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """Records as the seed's JSON objects (ISO-8601 Z timestamps; integral values as ints)."""
+    return [
+        {
+            "uuid": row.uuid,
+            "name": row.name,
+            "value": _json_value(float(row.value)),
+            "type": row.type,
+            "tags": dict(row.tags),
+            "timestamp": iso_z(row.timestamp.to_pydatetime(), millis=True),
+            "grain_datetime": iso_z(row.grain_datetime.to_pydatetime()),
+        }
+        for row in frame.itertuples(index=False)
+    ]
+
+
+def to_json_lines(frame: pd.DataFrame) -> str:
+    """Records as JSON lines (each ending in a newline)."""
+    return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in to_dicts(frame))
+
+
+def from_dicts(items: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """Records read back from JSON objects (the inverse of `to_dicts`)."""
+    rows = list(items)
+    if not rows:
+        return empty_records()
+    frame = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+    frame["value"] = frame["value"].astype("float64")
+    for column in ("timestamp", "grain_datetime"):
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    return frame

@@ -1,0 +1,33 @@
+"""The writer protocol and the factory that picks one by sink `type`."""
+
+from typing import Protocol, TextIO
+
+import pandas as pd
+
+from signals_dagster.spec.models import CollectorSpec
+from signals_dagster.spec.sinks import ConsoleSink, FileSink, Sink
+
+
+class Writer(Protocol):
+    """Writes one partition's records; returns metadata once the write is confirmed."""
+
+    def write(self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame) -> dict[str, object]:
+        """Write and confirm; raise SinkError when the write cannot be confirmed."""
+        ...
+
+    def close(self) -> None:
+        """Release connections (after every partition of a run is written)."""
+        ...
+
+
+def open_writer(sink: Sink, stdout: TextIO | None = None) -> Writer:
+    """The writer for one sink config (heavy clients imported lazily)."""
+    if isinstance(sink, ConsoleSink):
+        from signals_dagster.sinks.console import ConsoleWriter
+
+        return ConsoleWriter(stdout)
+    if isinstance(sink, FileSink):
+        from signals_dagster.sinks.file import FileWriter
+
+        return FileWriter(sink.config.path)
+    raise NotImplementedError(f"sink type {sink.type!r} is validated but cannot write yet")

@@ -1,0 +1,56 @@
+"""File sink: appends records as JSON lines to an audit log (the seed's durability log)."""
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+import pandas as pd
+
+from signals_dagster.errors import SinkError
+from signals_dagster.records import to_json_lines
+from signals_dagster.spec.models import CollectorSpec
+
+
+class FileWriter:
+    """Appends one partition's records in a single write, then fsyncs."""
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+
+    def write(self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame) -> dict[str, object]:
+        """Append all lines with one write() call and fsync before confirming."""
+        data = to_json_lines(records).encode()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent runs append whole batches
+                size = os.fstat(fd).st_size
+                try:
+                    written = os.write(fd, data) if data else 0
+                    if written != len(data):
+                        raise OSError(f"short write: {written} of {len(data)} bytes")
+                    os.fsync(fd)
+                except OSError:
+                    os.ftruncate(fd, size)  # never leave half a batch behind
+                    raise
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise SinkError(f"cannot append to {self.path}: {exc.strerror or exc}") from None
+        return {"path": str(self.path.resolve()), "bytes": len(data)}
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+def read_records(path: str) -> pd.DataFrame:
+    """Read an audit log back into a records DataFrame (missing file: no records)."""
+    from signals_dagster.records import empty_records, from_dicts
+
+    file = Path(path)
+    if not file.exists():
+        return empty_records()
+    with file.open(encoding="utf-8") as handle:
+        return from_dicts(json.loads(line) for line in handle if line.strip())

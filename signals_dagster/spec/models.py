@@ -1,0 +1,149 @@
+"""The collector spec: signals-collector's format plus this project's optional keys."""
+
+import hashlib
+import re
+from datetime import timedelta
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from signals_dagster.spec.base import Model
+from signals_dagster.spec.fields import (
+    Cron,
+    Duration,
+    Grain,
+    IsoDate,
+    MetricName,
+    TagKey,
+    TagValue,
+    Timezone,
+    grain_timedelta,
+)
+from signals_dagster.spec.sinks import Sink
+from signals_dagster.spec.sources import Source
+
+DEFAULT_PARTITIONS_START = "2026-01-01"
+_OWNER = re.compile(r"^(team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
+
+
+class Tag(Model):
+    key: TagKey
+    value: TagValue
+
+
+class Metric(Model):
+    name: MetricName
+    type: Literal["COUNT", "GAUGE"]
+    grain: Grain = "24h"
+    unit: str | None = None
+    tags: list[Tag] = Field(default_factory=list)
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _upper(cls, value: object) -> object:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("tags", mode="before")
+    @classmethod
+    def _tags(cls, value: object) -> object:
+        # The seed's list form [{key, value}] and a plain mapping are both accepted.
+        if value is None:
+            return []
+        if isinstance(value, dict):
+            return [{"key": k, "value": v} for k, v in value.items()]
+        return value
+
+    @field_validator("tags")
+    @classmethod
+    def _unique(cls, value: list[Tag]) -> list[Tag]:
+        seen: set[str] = set()
+        for tag in value:
+            if tag.key in ("value", "grain_datetime"):
+                raise ValueError(f"tag {tag.key!r} clashes with the query column of the same name")
+            if tag.key in seen:
+                raise ValueError(f"tag {tag.key!r} is given twice")
+            seen.add(tag.key)
+        return value
+
+    @property
+    def static_tags(self) -> dict[str, str]:
+        """Static tags as a mapping."""
+        return {tag.key: tag.value for tag in self.tags}
+
+    @property
+    def grain_delta(self) -> timedelta | None:
+        """Fixed grain length (None for months)."""
+        return grain_timedelta(self.grain)
+
+
+class Schedule(Model):
+    interval: Duration | None = None
+    cron: Cron | None = None
+    enabled: bool = True
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "Schedule":
+        if (self.interval is None) == (self.cron is None):
+            raise ValueError("give exactly one of interval or cron")
+        return self
+
+
+class Partitions(Model):
+    start: IsoDate = DEFAULT_PARTITIONS_START
+    timezone: Timezone = "UTC"
+    lag: Duration = timedelta(0)
+
+
+class StateStore(Model):
+    """signals-collector's state store (accepted for compatibility; Dagster keeps the state)."""
+
+    type: Literal["memory"]
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+class CollectorSpec(Model):
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$", max_length=200)
+    description: str | None = None
+    owners: list[str] = Field(default_factory=list)
+    group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]+$")
+    metric: Metric
+    schedule: Schedule | None = None
+    partitions: Partitions = Field(default_factory=Partitions)
+    source: Source
+    sinks: dict[str, Sink] = Field(min_length=1)
+    state_store: StateStore | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _grain_from_interval(cls, data: object) -> object:
+        # signals-collector files have no grain: their interval is the grain.
+        if isinstance(data, dict) and isinstance(data.get("metric"), dict):
+            schedule = data.get("schedule")
+            if "grain" not in data["metric"] and isinstance(schedule, dict) and schedule.get(
+                "interval"
+            ):
+                data = {**data, "metric": {**data["metric"], "grain": schedule["interval"]}}
+        return data
+
+    @field_validator("owners")
+    @classmethod
+    def _owners(cls, value: list[str]) -> list[str]:
+        for owner in value:
+            if not _OWNER.match(owner):
+                raise ValueError(f"owner {owner!r} must be an email or team:name")
+        return value
+
+    @property
+    def asset_name(self) -> str:
+        """Dagster asset key: every character outside [A-Za-z0-9_] becomes '_'."""
+        return asset_name(self.name)
+
+    @property
+    def code_version(self) -> str:
+        """Hash of the whole validated spec: changes whenever the collector changes."""
+        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+
+
+def asset_name(name: str) -> str:
+    """Dagster asset key for a collector name."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", name)

@@ -1,0 +1,161 @@
+"""Source configurations: a closed union discriminated by `type`."""
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+
+from signals_dagster.spec.base import Model
+from signals_dagster.spec.fields import Duration, PositiveDuration
+from signals_dagster.spec.uris import check_http_uri, check_mongo_uri, check_sql_uri
+
+Strategy = Literal["tick", "historic_tumbling_window"]
+_WRITE_STAGES = ("$out", "$merge")
+
+
+class SqlConfig(Model):
+    """A query run through SQLAlchemy; the window reaches it as :window_start / :window_end."""
+
+    uri: str = Field(description="SQLAlchemy URL (postgresql://, mysql://, sqlite:///, duckdb:///...)")
+    sql: str = Field(min_length=1, description="The aggregation; returns a `value` column")
+    timeout: PositiveDuration = Field(default=60, description="Statement timeout")  # type: ignore[assignment]
+
+    @field_validator("sql")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("sql must not be empty")
+        return value
+
+
+def _sql_source(type_name: str, schemes: tuple[str, ...]) -> type[Model]:
+    class _Config(SqlConfig):
+        @field_validator("uri")
+        @classmethod
+        def _uri(cls, value: str) -> str:
+            return check_sql_uri(value, schemes)
+
+    _Config.__name__ = f"{type_name.title()}Config"
+    return _Config
+
+
+PostgresConfig = _sql_source("postgres", ("postgresql", "postgres"))
+MysqlConfig = _sql_source("mysql", ("mysql", "mariadb"))
+SqliteConfig = _sql_source("sqlite", ("sqlite",))
+DuckdbConfig = _sql_source("duckdb", ("duckdb",))
+GenericSqlConfig = _sql_source("sql", ())
+
+
+class MongoConfig(Model):
+    """A MongoDB aggregation pipeline (JSON text as in signals-collector, or a YAML list)."""
+
+    uri: str
+    database: str = Field(min_length=1)
+    collection: str = Field(min_length=1)
+    agg: list[dict[str, Any]]
+    time_field: str | None = None
+    max_time_ms: int = Field(default=60000, gt=0)
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        return check_mongo_uri(value)
+
+    @field_validator("agg", mode="before")
+    @classmethod
+    def _agg(cls, value: object) -> object:
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"agg is not valid JSON: {exc.msg} (line {exc.lineno})") from None
+        if not isinstance(value, list) or not all(isinstance(s, dict) for s in value):
+            raise ValueError("agg must be a JSON array of pipeline stages (objects)")
+        writes = sorted({k for k in _keys(value) if k in _WRITE_STAGES})
+        if writes:
+            raise ValueError(f"stage {writes[0]} writes to the database: collectors are read-only")
+        return value
+
+
+def _keys(value: object) -> list[str]:
+    if isinstance(value, dict):
+        return [k for k in value] + [k for v in value.values() for k in _keys(v)]
+    if isinstance(value, list):
+        return [k for v in value for k in _keys(v)]
+    return []
+
+
+class PrometheusTime(Model):
+    """signals-collector's `time` block (accepted for compatibility)."""
+
+    window: Duration | None = None
+
+
+class PrometheusConfig(Model):
+    """An instant PromQL query, optionally post-processed by DuckDB SQL over `prom_metrics`."""
+
+    uri: str
+    query: str = Field(min_length=1)
+    time_expression: str | None = None
+    time: PrometheusTime | None = None
+    sql: str | None = None
+    timeout: PositiveDuration = Field(default=60)  # type: ignore[assignment]
+
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        return check_http_uri(value)
+
+
+class _Source(Model):
+    strategy: Strategy | None = Field(default=None, description="signals-collector compatibility")
+    pool: str | None = Field(default=None, description="Dagster pool limiting concurrent queries")
+
+
+class PostgresSource(_Source):
+    type: Literal["postgres"]
+    config: PostgresConfig  # type: ignore[valid-type]
+
+
+class MysqlSource(_Source):
+    type: Literal["mysql"]
+    config: MysqlConfig  # type: ignore[valid-type]
+
+
+class SqliteSource(_Source):
+    type: Literal["sqlite"]
+    config: SqliteConfig  # type: ignore[valid-type]
+
+
+class DuckdbSource(_Source):
+    type: Literal["duckdb"]
+    config: DuckdbConfig  # type: ignore[valid-type]
+
+
+class GenericSqlSource(_Source):
+    type: Literal["sql"]
+    config: GenericSqlConfig  # type: ignore[valid-type]
+
+
+class MongoSource(_Source):
+    type: Literal["mongodb"]
+    config: MongoConfig
+
+
+class PrometheusSource(_Source):
+    type: Literal["prometheus"]
+    config: PrometheusConfig
+
+
+SqlSource = PostgresSource | MysqlSource | SqliteSource | DuckdbSource | GenericSqlSource
+Source = Annotated[
+    PostgresSource
+    | MysqlSource
+    | SqliteSource
+    | DuckdbSource
+    | GenericSqlSource
+    | MongoSource
+    | PrometheusSource,
+    Field(discriminator="type"),
+]
+SQL_TYPES = ("postgres", "mysql", "sqlite", "duckdb", "sql")

@@ -1,0 +1,44 @@
+"""Light SQL text analysis: which bind parameters a query uses, outside literals and comments."""
+
+import re
+
+WINDOW_PARAMS = ("window_start", "window_end")
+_LITERALS = re.compile(
+    r"""'(?:[^']|'')*'|"(?:[^"]|"")*"|`[^`]*`|--[^\n]*|/\*.*?\*/|\$(\w*)\$.*?\$\1\$""",
+    re.DOTALL,
+)
+# SQLAlchemy's own rule for text(): a colon not preceded by a colon or word char, then a name.
+_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
+_ALIAS = re.compile(r"\bAS\s+\"?([A-Za-z_][A-Za-z0-9_]*)\"?\s*(?=,|\bFROM\b)", re.IGNORECASE)
+
+
+_CAST_AFTER_PARAM = re.compile(r":(window_start|window_end)::")
+
+
+def normalize(sql: str) -> str:
+    """Make `:window_start::timestamptz` bind as a parameter (SQLAlchemy would misread it)."""
+    return _CAST_AFTER_PARAM.sub(r":\1 ::", sql)
+
+
+def strip_literals(sql: str) -> str:
+    """The query with string literals, quoted identifiers and comments blanked out."""
+    return _LITERALS.sub(lambda m: " " * len(m.group(0)), sql)
+
+
+def bind_params(sql: str) -> set[str]:
+    """Names of the :name bind parameters the query uses."""
+    return set(_BIND.findall(strip_literals(normalize(sql))))
+
+
+def output_aliases(sql: str) -> set[str]:
+    """Best-effort names of select-list aliases (`expr AS name` followed by ',' or FROM)."""
+    return {alias.lower() for alias in _ALIAS.findall(strip_literals(sql))}
+
+
+def collector_kind(params: set[str]) -> str:
+    """windowed (start and end), as-of (end only) or snapshot (neither)."""
+    if "window_start" in params:
+        return "windowed"
+    if "window_end" in params:
+        return "as-of"
+    return "snapshot"

@@ -1,0 +1,102 @@
+"""YAML parsing that remembers where every key and value stands (for located errors)."""
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+Path = tuple[str | int, ...]
+
+
+_LOADER = yaml.SafeLoader("")
+
+
+class YamlProblem(Exception):
+    """A YAML syntax problem at a (1-based) line."""
+
+    def __init__(self, line: int, message: str) -> None:
+        super().__init__(message)
+        self.line = line
+        self.message = message
+
+
+@dataclass
+class Positions:
+    """Maps a data path to the line of its key (mappings) or item (sequences)."""
+
+    lines: dict[Path, int] = field(default_factory=dict)
+    spans: list[tuple[int, int, Path]] = field(default_factory=list)
+
+    def line_for(self, path: Path) -> int:
+        """Line of the deepest existing prefix of `path` (1 when nothing matches)."""
+        for cut in range(len(path), -1, -1):
+            if path[:cut] in self.lines:
+                return self.lines[path[:cut]]
+        return 1
+
+    def path_at_line(self, line: int) -> Path:
+        """The innermost scalar value spanning `line` (for errors found before parsing)."""
+        best: tuple[int, Path] | None = None
+        for start, end, path in self.spans:
+            if start <= line <= end and (best is None or end - start <= best[0]):
+                best = (end - start, path)
+        return best[1] if best else ()
+
+
+def _walk(node: yaml.Node, path: Path, pos: Positions, problems: list[YamlProblem]) -> Any:
+    if isinstance(node, yaml.MappingNode):
+        out: dict[Any, Any] = {}
+        for key_node, value_node in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                problems.append(YamlProblem(key_node.start_mark.line + 1, "keys must be plain scalars"))
+                continue
+            key = str(key_node.value)
+            if key_node.tag == "tag:yaml.org,2002:merge" or key == "<<":
+                problems.append(YamlProblem(key_node.start_mark.line + 1, "merge keys are not allowed"))
+                continue
+            if key in out:
+                problems.append(
+                    YamlProblem(
+                        key_node.start_mark.line + 1,
+                        f"duplicate key {key!r} (first at line {pos.lines[(*path, key)]})",
+                    )
+                )
+                continue
+            pos.lines[(*path, key)] = key_node.start_mark.line + 1
+            out[key] = _walk(value_node, (*path, key), pos, problems)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for index, item in enumerate(node.value):
+            pos.lines[(*path, index)] = item.start_mark.line + 1
+            items.append(_walk(item, (*path, index), pos, problems))
+        return items
+    pos.spans.append((node.start_mark.line + 1, node.end_mark.line + 1, path))
+    return _LOADER.construct_object(node, deep=True)
+
+
+def parse(text: str) -> tuple[Any, Positions, list[YamlProblem]]:
+    """Parse one YAML document; return data, positions and every structural problem found."""
+    problems = [
+        YamlProblem(number, "tab character in indentation: YAML indentation must use spaces")
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.startswith("\t")
+    ]
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark else 1
+        message = " ".join(str(part) for part in (exc.context, exc.problem) if part)
+        if "\\t" in message or "'\\t'" in message:
+            message = "tab character in indentation: YAML indentation must use spaces"
+        if not any(p.line == line for p in problems):
+            problems.append(YamlProblem(line, message))
+        return None, Positions(), problems
+    except yaml.YAMLError as exc:
+        return None, Positions(), [*problems, YamlProblem(1, str(exc))]
+    pos = Positions()
+    if node is None:
+        return None, pos, problems
+    data = _walk(node, (), pos, problems)
+    return data, pos, problems

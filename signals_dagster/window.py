@@ -1,0 +1,47 @@
+"""Time windows: the half-open interval [start, end) a partition stands for."""
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from signals_dagster.errors import CollectorError, SnapshotWindowError
+
+
+@dataclass(frozen=True)
+class Window:
+    """One partition's window; `start`/`end` are timezone-aware."""
+
+    key: str
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise ValueError("window bounds must be timezone-aware")
+        if self.end <= self.start:
+            raise ValueError(f"empty window {self.start} .. {self.end}")
+
+    @property
+    def grain_datetime(self) -> datetime:
+        """Window start in UTC: the record's grain_datetime."""
+        return self.start.astimezone(UTC)
+
+    def describe(self) -> str:
+        """Human text: key and bounds."""
+        return f"partition {self.key} [{self.start.isoformat()}, {self.end.isoformat()})"
+
+
+def check_window(window: Window, kind: str, now: datetime) -> None:
+    """Refuse windows that cannot be measured: future ones, and old ones for snapshots."""
+    if window.start > now:
+        raise CollectorError(f"{window.describe()} has not started yet (now {now.isoformat()})")
+    if kind != "snapshot":
+        return
+    # A snapshot measures "now": only the open window and the one that just closed are honest.
+    if now >= window.end + (window.end - window.start):
+        raise SnapshotWindowError(
+            f"{window.describe()} cannot be collected: this is a snapshot collector (its query uses "
+            "neither :window_start nor :window_end), so it measures the current state and would "
+            "report today's value as history. Only the current or just-closed window can be "
+            "materialised; make the query windowed (:window_start/:window_end) or as-of "
+            "(:window_end) to backfill."
+        )
