@@ -64,6 +64,8 @@ def collect(
                 raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
             elapsed = time.perf_counter() - started
             if nulls:
-                log.warning("%s %s: %d row(s) with a NULL value dropped", spec.name, window.key, nulls)
+                log.warning(
+                    "%s %s: %d row(s) with a NULL value dropped", spec.name, window.key, nulls
+                )
             results.append(Collected(window, records, rows, nulls, elapsed))
     return results

@@ -50,13 +50,19 @@ def build(path: str = DEFAULT_PATH, seed: int = 7) -> Path:
             user = rng.choice(users)
             created = base + timedelta(seconds=rng.randrange(86400))
             amount = round(rng.uniform(5, 250), 2)
-            orders.append((len(orders) + 1, user[0], user[2], rng.choice(STATUSES), amount, _ts(created)))
+            orders.append(
+                (len(orders) + 1, user[0], user[2], rng.choice(STATUSES), amount, _ts(created))
+            )
         for _ in range(rng.randint(150, 300)):
             created = base + timedelta(seconds=rng.randrange(86400))
             events.append((len(events) + 1, rng.choice(users)[0], rng.choice(PAGES), _ts(created)))
     sessions = [
-        (i + 1, rng.choice(users)[0], _ts(START + timedelta(minutes=i * 7)),
-         None if rng.random() < 0.1 else _ts(START + timedelta(minutes=i * 7 + 30)))
+        (
+            i + 1,
+            rng.choice(users)[0],
+            _ts(START + timedelta(minutes=i * 7)),
+            None if rng.random() < 0.1 else _ts(START + timedelta(minutes=i * 7 + 30)),
+        )
         for i in range(2000)
     ]
     db.executemany("INSERT INTO users VALUES (?, ?, ?, ?)", users)

@@ -36,7 +36,9 @@ def _number(value: Any, column: str) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool):
-        raise CollectorError(f"column {column!r} is a boolean ({value}); the value must be a number")
+        raise CollectorError(
+            f"column {column!r} is a boolean ({value}); the value must be a number"
+        )
     if isinstance(value, int | float | Decimal):
         number = float(value)
     else:
@@ -103,7 +105,9 @@ def build_records(
         out.append({"uuid": record_id, "name": name, "value": value, "type": kind, "tags": tags})
     frame = pd.DataFrame(out, columns=RECORD_COLUMNS[:5])
     frame["value"] = frame["value"].astype("float64")
-    frame["timestamp"] = pd.Series([pd.Timestamp(collected_at)] * len(frame), dtype="datetime64[ns, UTC]")
+    frame["timestamp"] = pd.Series(
+        [pd.Timestamp(collected_at)] * len(frame), dtype="datetime64[ns, UTC]"
+    )
     frame["grain_datetime"] = pd.Series(
         [pd.Timestamp(grain_datetime)] * len(frame), dtype="datetime64[ns, UTC]"
     )

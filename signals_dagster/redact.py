@@ -2,7 +2,9 @@
 
 import re
 
-_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@\s]*)@")
+_USERINFO = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@\s]*)@"
+)
 _SECRET_PARAMS = re.compile(
     r"(?i)(?P<k>[?&;](?:password|passwd|pwd|secret|token|access_key|secret_key|api_key|apikey|"
     r"sslpassword|aws_secret_access_key)=)(?P<v>[^&;\s'\"]*)"

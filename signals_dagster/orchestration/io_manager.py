@@ -60,9 +60,7 @@ class SinksIOManager(dg.ConfigurableIOManager):
         spec = self._spec()
         sink = next((s for s in spec.sinks.values() if isinstance(s, FileSink)), None)
         if sink is None:
-            raise CollectorError(
-                f"collector {spec.name} has no sink that can be read back (file)"
-            )
+            raise CollectorError(f"collector {spec.name} has no sink that can be read back (file)")
         from signals_dagster.sinks.file import read_records
 
         records = read_records(sink.config.path)

@@ -50,10 +50,11 @@ def window_for_key(spec: CollectorSpec, key: str) -> Window:
             f"invalid partition key {key!r} for grain {spec.metric.grain} "
             f"(expected e.g. {pdef.get_first_partition_key()!r})"
         ) from None
-    if pdef.get_partition_key(span.start) != key:
+    aligned = span.start.strftime(pdef.fmt)
+    if aligned != key:
         raise CollectorError(
             f"partition key {key!r} is not the start of a {spec.metric.grain} window "
-            f"(the window containing it starts at {pdef.get_partition_key(span.start)!r})"
+            f"(the window containing it starts at {aligned!r})"
         )
     if span.start < pdef.start:
         raise CollectorError(

@@ -59,7 +59,9 @@ def translate(spec: CollectorSpec, file: Path | None = None) -> AssetFacts:
         metadata["unit"] = spec.metric.unit
     if file is not None:
         metadata["collector_file"] = dg.MetadataValue.path(str(file))
-    description = spec.description or f"{spec.metric.type} {spec.metric.name} per {spec.metric.grain}"
+    description = (
+        spec.description or f"{spec.metric.type} {spec.metric.name} per {spec.metric.grain}"
+    )
     return AssetFacts(
         key=spec.asset_name,
         description=description,

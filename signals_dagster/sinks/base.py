@@ -11,7 +11,9 @@ from signals_dagster.spec.sinks import ConsoleSink, FileSink, Sink
 class Writer(Protocol):
     """Writes one partition's records; returns metadata once the write is confirmed."""
 
-    def write(self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame) -> dict[str, object]:
+    def write(
+        self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame
+    ) -> dict[str, object]:
         """Write and confirm; raise SinkError when the write cannot be confirmed."""
         ...
 

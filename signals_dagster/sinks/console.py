@@ -15,7 +15,9 @@ class ConsoleWriter:
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream
 
-    def write(self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame) -> dict[str, object]:
+    def write(
+        self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame
+    ) -> dict[str, object]:
         """Print and flush."""
         stream = self.stream or sys.stdout
         stream.write(to_json_lines(records))

@@ -18,7 +18,9 @@ class FileWriter:
     def __init__(self, path: str) -> None:
         self.path = Path(path)
 
-    def write(self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame) -> dict[str, object]:
+    def write(
+        self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame
+    ) -> dict[str, object]:
         """Append all lines with one write() call and fsync before confirming."""
         data = to_json_lines(records).encode()
         try:

@@ -22,8 +22,12 @@ from signals_dagster.sources.base import Fetched
 from signals_dagster.spec.sqltext import bind_params, collector_kind, normalize
 from signals_dagster.window import Window
 
-_DRIVERS = {"postgresql": "postgresql+psycopg", "postgres": "postgresql+psycopg",
-            "mysql": "mysql+pymysql", "mariadb": "mariadb+pymysql"}
+_DRIVERS = {
+    "postgresql": "postgresql+psycopg",
+    "postgres": "postgresql+psycopg",
+    "mysql": "mysql+pymysql",
+    "mariadb": "mariadb+pymysql",
+}
 STREAM_BATCH = 1000
 
 

@@ -46,8 +46,13 @@ def _grain(value: object) -> str:
         return "7d"
     if seconds == _DAY:
         return "24h"
-    if seconds >= 1 and seconds == int(seconds) and (
-        (seconds < 3600 and 3600 % seconds == 0) or (seconds % 3600 == 0 and _DAY % seconds == 0)
+    if (
+        seconds >= 1
+        and seconds == int(seconds)
+        and (
+            (seconds < 3600 and 3600 % seconds == 0)
+            or (seconds % 3600 == 0 and _DAY % seconds == 0)
+        )
     ):
         return format_duration(timedelta(seconds=seconds))
     raise ValueError(f"unsupported grain {value!r}: use one of {VALID_GRAINS}")
@@ -71,7 +76,9 @@ def _duration(value: object) -> timedelta:
 def _cron(value: str) -> str:
     text = " ".join(value.split())
     if len(text.split(" ")) != 5 or not croniter.is_valid(text):
-        raise ValueError(f"invalid cron expression {value!r} (5 fields: minute hour day month weekday)")
+        raise ValueError(
+            f"invalid cron expression {value!r} (5 fields: minute hour day month weekday)"
+        )
     return text
 
 
@@ -79,7 +86,9 @@ def _timezone(value: str) -> str:
     try:
         zoneinfo.ZoneInfo(value)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown timezone {value!r} (use an IANA name such as Europe/Berlin)") from None
+        raise ValueError(
+            f"unknown timezone {value!r} (use an IANA name such as Europe/Berlin)"
+        ) from None
     return value
 
 

@@ -30,14 +30,11 @@ def _data_path(raw: object, loc: tuple[str | int, ...]) -> tuple[str | int, ...]
     path: list[str | int] = []
     current = raw
     for part in loc:
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-            path.append(part)
-        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
+        if (isinstance(current, dict) and part in current) or (isinstance(current, list) and isinstance(part, int) and part < len(current)):
             current = current[part]
             path.append(part)
         elif isinstance(current, dict | list):
-            if isinstance(part, str) and part[:1].isupper() or part in _UNION_TAGS:
+            if (isinstance(part, str) and part[:1].isupper()) or part in _UNION_TAGS:
                 continue
             path.append(part)
             current = None
@@ -47,7 +44,13 @@ def _data_path(raw: object, loc: tuple[str | int, ...]) -> tuple[str | int, ...]
 
 
 _UNION_TAGS = {"postgres", "mysql", "sqlite", "duckdb", "sql", "mongodb", "prometheus"} | {
-    "console", "file", "http", "kafka", "s3", "function-after", "function-before"
+    "console",
+    "file",
+    "http",
+    "kafka",
+    "s3",
+    "function-after",
+    "function-before",
 }
 
 
@@ -105,7 +108,9 @@ def parse_text(
         return None, pos, problems + found
     if problems:
         return None, pos, problems
-    located = [Problem(file, pos.line_for(path), _dotted(path), msg) for path, msg in check_spec(spec)]
+    located = [
+        Problem(file, pos.line_for(path), _dotted(path), msg) for path, msg in check_spec(spec)
+    ]
     return (None if located else spec), pos, located
 
 
@@ -153,15 +158,24 @@ def load_collectors(
         if spec.name in name_lines:
             other = name_lines[spec.name]
             problems.append(
-                Problem(file, line, "name", f"duplicate collector name {spec.name!r} "
-                        f"(also in {other[0]}:{other[1]})")
+                Problem(
+                    file,
+                    line,
+                    "name",
+                    f"duplicate collector name {spec.name!r} (also in {other[0]}:{other[1]})",
+                )
             )
             continue
         if spec.asset_name in asset_names:
             other_file, other_name = asset_names[spec.asset_name]
             problems.append(
-                Problem(file, line, "name", f"asset key {spec.asset_name!r} is also the key of "
-                        f"{other_name!r} in {other_file}")
+                Problem(
+                    file,
+                    line,
+                    "name",
+                    f"asset key {spec.asset_name!r} is also the key of "
+                    f"{other_name!r} in {other_file}",
+                )
             )
             continue
         name_lines[spec.name] = (file, line)

@@ -119,8 +119,10 @@ class CollectorSpec(Model):
         # signals-collector files have no grain: their interval is the grain.
         if isinstance(data, dict) and isinstance(data.get("metric"), dict):
             schedule = data.get("schedule")
-            if "grain" not in data["metric"] and isinstance(schedule, dict) and schedule.get(
-                "interval"
+            if (
+                "grain" not in data["metric"]
+                and isinstance(schedule, dict)
+                and schedule.get("interval")
             ):
                 data = {**data, "metric": {**data["metric"], "grain": schedule["interval"]}}
         return data

@@ -16,7 +16,9 @@ _WRITE_STAGES = ("$out", "$merge")
 class SqlConfig(Model):
     """A query run through SQLAlchemy; the window reaches it as :window_start / :window_end."""
 
-    uri: str = Field(description="SQLAlchemy URL (postgresql://, mysql://, sqlite:///, duckdb:///...)")
+    uri: str = Field(
+        description="SQLAlchemy URL (postgresql://, mysql://, sqlite:///, duckdb:///...)"
+    )
     sql: str = Field(min_length=1, description="The aggregation; returns a `value` column")
     timeout: PositiveDuration = Field(default=60, description="Statement timeout")  # type: ignore[assignment]
 
@@ -28,22 +30,39 @@ class SqlConfig(Model):
         return value
 
 
-def _sql_source(type_name: str, schemes: tuple[str, ...]) -> type[Model]:
-    class _Config(SqlConfig):
-        @field_validator("uri")
-        @classmethod
-        def _uri(cls, value: str) -> str:
-            return check_sql_uri(value, schemes)
-
-    _Config.__name__ = f"{type_name.title()}Config"
-    return _Config
+class PostgresConfig(SqlConfig):
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        return check_sql_uri(value, ("postgresql", "postgres"))
 
 
-PostgresConfig = _sql_source("postgres", ("postgresql", "postgres"))
-MysqlConfig = _sql_source("mysql", ("mysql", "mariadb"))
-SqliteConfig = _sql_source("sqlite", ("sqlite",))
-DuckdbConfig = _sql_source("duckdb", ("duckdb",))
-GenericSqlConfig = _sql_source("sql", ())
+class MysqlConfig(SqlConfig):
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        return check_sql_uri(value, ("mysql", "mariadb"))
+
+
+class SqliteConfig(SqlConfig):
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        return check_sql_uri(value, ("sqlite",))
+
+
+class DuckdbConfig(SqlConfig):
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        return check_sql_uri(value, ("duckdb",))
+
+
+class GenericSqlConfig(SqlConfig):
+    @field_validator("uri")
+    @classmethod
+    def _uri(cls, value: str) -> str:
+        return check_sql_uri(value, ())
 
 
 class MongoConfig(Model):
@@ -114,27 +133,27 @@ class _Source(Model):
 
 class PostgresSource(_Source):
     type: Literal["postgres"]
-    config: PostgresConfig  # type: ignore[valid-type]
+    config: PostgresConfig
 
 
 class MysqlSource(_Source):
     type: Literal["mysql"]
-    config: MysqlConfig  # type: ignore[valid-type]
+    config: MysqlConfig
 
 
 class SqliteSource(_Source):
     type: Literal["sqlite"]
-    config: SqliteConfig  # type: ignore[valid-type]
+    config: SqliteConfig
 
 
 class DuckdbSource(_Source):
     type: Literal["duckdb"]
-    config: DuckdbConfig  # type: ignore[valid-type]
+    config: DuckdbConfig
 
 
 class GenericSqlSource(_Source):
     type: Literal["sql"]
-    config: GenericSqlConfig  # type: ignore[valid-type]
+    config: GenericSqlConfig
 
 
 class MongoSource(_Source):

@@ -47,9 +47,7 @@ def _evaluate(body: str, env: Mapping[str, str]) -> str:
         raise ValueError("empty template action {{ }}")
     kind, name = tokens[0]
     if kind != "ident" or name not in _ARITY:
-        raise ValueError(
-            f"unknown template function {name!r} (known: getEnv, getEnvOrDefault)"
-        )
+        raise ValueError(f"unknown template function {name!r} (known: getEnv, getEnvOrDefault)")
     args = tokens[1:]
     if len(args) != _ARITY[name]:
         raise ValueError(f"{name} takes {_ARITY[name]} argument(s), got {len(args)}")

@@ -14,7 +14,9 @@ def check_sql_uri(value: str, schemes: tuple[str, ...]) -> str:
         raise ValueError("uri is not a valid database URL (scheme://user@host:port/db)") from None
     backend = url.get_backend_name()
     if schemes and backend not in schemes:
-        raise ValueError(f"uri scheme {backend!r} does not match the source (expected {schemes[0]}://)")
+        raise ValueError(
+            f"uri scheme {backend!r} does not match the source (expected {schemes[0]}://)"
+        )
     return value
 
 

@@ -48,11 +48,15 @@ def _walk(node: yaml.Node, path: Path, pos: Positions, problems: list[YamlProble
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
             if not isinstance(key_node, yaml.ScalarNode):
-                problems.append(YamlProblem(key_node.start_mark.line + 1, "keys must be plain scalars"))
+                problems.append(
+                    YamlProblem(key_node.start_mark.line + 1, "keys must be plain scalars")
+                )
                 continue
             key = str(key_node.value)
             if key_node.tag == "tag:yaml.org,2002:merge" or key == "<<":
-                problems.append(YamlProblem(key_node.start_mark.line + 1, "merge keys are not allowed"))
+                problems.append(
+                    YamlProblem(key_node.start_mark.line + 1, "merge keys are not allowed")
+                )
                 continue
             if key in out:
                 problems.append(

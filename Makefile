@@ -1,0 +1,41 @@
+# signals_dagster — `make dev` opens the UI on the embedded demo; `make test` runs every test.
+PY ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DAGSTER_HOME_DEV := $(CURDIR)/.dagster_home
+PORT ?= 3000
+
+.PHONY: help install demo dev test lint bench clean
+
+help:  ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)  ## Create .venv and install everything (quick when nothing changed)
+
+demo: install  ## (Re)create the demo shop database in .demo/
+	$(BIN)/python -m signals_dagster.demo
+
+dev: demo  ## Open the Dagster UI on the embedded demo (http://127.0.0.1:3000)
+	mkdir -p $(DAGSTER_HOME_DEV)
+	DAGSTER_HOME=$(DAGSTER_HOME_DEV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
+
+test: install  ## Run the whole test suite (starts the servers it needs)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: install  ## ruff + mypy
+	$(BIN)/ruff check signals_dagster signals_dagster_tests bench
+	$(BIN)/ruff format --check signals_dagster signals_dagster_tests bench
+	$(BIN)/mypy
+
+bench: install  ## Run the benchmarks (they print ratios)
+	$(BIN)/python bench/partition_overhead.py
+
+clean:  ## Remove the venv, demo data and the dev instance
+	rm -rf $(VENV) .demo $(DAGSTER_HOME_DEV)

@@ -1,0 +1,76 @@
+"""The `signals` command: validate collector files, invoke one collector for one window."""
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+import click
+
+from signals_dagster.errors import CollectorError, SpecError
+from signals_dagster.redact import redact
+
+
+def _print_problems(error: SpecError) -> None:
+    for problem in error.problems:
+        click.echo(str(problem))
+    files = len({p.file for p in error.problems})
+    click.echo(f"{len(error.problems)} problem(s) in {files} file(s)", err=True)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """Source-side metric collection as Dagster assets."""
+
+
+@main.command()
+@click.argument("paths", nargs=-1, type=click.Path())
+def validate(paths: Sequence[str]) -> None:
+    """Validate collector files or folders (default: $SIGNALS_COLLECTORS_DIR or collectors/)."""
+    from signals_dagster.catalog import collectors_dir
+    from signals_dagster.spec.loader import collector_files, load_collectors
+
+    targets = list(paths) or [collectors_dir()]
+    try:
+        specs = load_collectors(targets)
+    except SpecError as exc:
+        _print_problems(exc)
+        sys.exit(1)
+    files = collector_files(targets)
+    if not files:
+        click.echo(f"no collector files (*.yaml, *.yml) in {', '.join(targets)}", err=True)
+        sys.exit(1)
+    click.echo(f"ok: {len(specs)} collector(s) valid in {len(files)} file(s)")
+
+
+@main.command()
+@click.argument("file", type=click.Path())
+@click.option("--partition", "partition", help="Partition key, e.g. 2026-02-10 (default: now).")
+@click.option("--dry-run", is_flag=True, help="Print the records; write to no sink but console.")
+def invoke(file: str, partition: str | None, dry_run: bool) -> None:
+    """Run one collector for one window without a Dagster instance; records go to stdout."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    from signals_dagster.invoke import invoke_collector
+
+    try:
+        invoke_collector(file, partition, dry_run, sys.stdout)
+    except SpecError as exc:
+        _print_problems(exc)
+        sys.exit(1)
+    except CollectorError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:  # an unexpected failure: one clear line, the traceback on demand
+        if os.environ.get("SIGNALS_DEBUG"):
+            raise
+        click.echo(
+            f"error: {type(exc).__name__}: {redact(str(exc))} (SIGNALS_DEBUG=1 shows more)",
+            err=True,
+        )
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
