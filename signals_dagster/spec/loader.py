@@ -121,12 +121,18 @@ def load_file(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
 
 
 def collector_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
-    """Expand folders (recursively) to their .yaml/.yml files; keep files as given."""
+    """Expand folders (recursively, skipping hidden ones) to .yaml/.yml files; keep files."""
     files: list[Path] = []
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            files += sorted(p for p in path.rglob("*") if p.suffix in YAML_SUFFIXES and p.is_file())
+            files += sorted(
+                p
+                for p in path.rglob("*")
+                if p.suffix in YAML_SUFFIXES
+                and p.is_file()
+                and not any(part.startswith(".") for part in p.relative_to(path).parts)
+            )
         else:
             files.append(path)
     return files
