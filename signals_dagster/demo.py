@@ -31,8 +31,9 @@ def build(path: str = DEFAULT_PATH, seed: int = 7) -> Path:
         """
         CREATE TABLE users (id INTEGER PRIMARY KEY, plan TEXT NOT NULL, country TEXT NOT NULL,
                             created_at TEXT NOT NULL);
-        CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, country TEXT NOT NULL,
-                             status TEXT NOT NULL, amount REAL NOT NULL, created_at TEXT NOT NULL);
+        CREATE TABLE orders (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,
+                             country TEXT NOT NULL, status TEXT NOT NULL, amount REAL NOT NULL,
+                             created_at TEXT NOT NULL);
         CREATE TABLE events (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL, page TEXT NOT NULL,
                              created_at TEXT NOT NULL);
         CREATE TABLE sessions (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL,
@@ -40,7 +41,8 @@ def build(path: str = DEFAULT_PATH, seed: int = 7) -> Path:
         """
     )
     users: list[tuple[int, str, str, str]] = []
-    orders, events = [], []
+    orders: list[tuple[object, ...]] = []
+    events: list[tuple[object, ...]] = []
     for day in range(DAYS):
         base = START + timedelta(days=day)
         for _ in range(rng.randint(5, 15)):

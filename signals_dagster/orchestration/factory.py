@@ -48,9 +48,13 @@ def sample_table(records: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.table(records=rows, schema=schema)
 
 
-def partition_metadata(item: Collected) -> dict[str, object]:
-    """Per-partition materialisation metadata."""
-    return {**item.metadata(), "sample": sample_table(item.records)}
+def partition_metadata(item: Collected, facts: AssetFacts) -> dict[str, object]:
+    """Per-partition materialisation metadata (figures, the redacted query, a sample)."""
+    return {
+        **item.metadata(),
+        "query": facts.metadata["query"],
+        "sample": sample_table(item.records),
+    }
 
 
 def _run(spec: CollectorSpec, context: dg.AssetExecutionContext) -> list[Collected]:
@@ -106,10 +110,12 @@ def _asset(
         collected = _run(spec, context)
         if pdef is not None:
             for item in collected:
-                context.add_asset_metadata(partition_metadata(item), partition_key=item.window.key)
+                context.add_asset_metadata(
+                    partition_metadata(item, facts), partition_key=item.window.key
+                )
             metadata: dict[str, object] = {}
         else:
-            metadata = partition_metadata(collected[0])
+            metadata = partition_metadata(collected[0], facts)
         frames = [c.records for c in collected if len(c.records)]
         records = pd.concat(frames, ignore_index=True) if frames else empty_records()
         return dg.Output(records, metadata=metadata)  # type: ignore[arg-type]

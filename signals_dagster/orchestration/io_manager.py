@@ -39,11 +39,10 @@ class SinksIOManager(dg.ConfigurableIOManager):
     def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
         """Write every partition to every sink; the run fails if any write is not confirmed."""
         spec = self._spec()
+        parts: list[tuple[str | None, pd.DataFrame]] = [(None, obj)]
         if context.has_asset_partitions:
-            parts = split_by_partition(spec, context.asset_partition_keys, obj)
-        else:
-            parts = [(None, obj)]
-        written: dict[str, object] = {}
+            parts = list(split_by_partition(spec, context.asset_partition_keys, obj))
+        written: dict[str, str] = {}
         for sink_name, sink in spec.sinks.items():
             writer = open_writer(sink)
             try:

@@ -1,5 +1,6 @@
 """Collector spec → the static facts of its asset (key, kinds, owners, metadata...)."""
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -8,21 +9,26 @@ import dagster as dg
 
 from signals_dagster.redact import redact
 from signals_dagster.spec.models import CollectorSpec
+from signals_dagster.spec.sources import MongoConfig, SqlConfig
 from signals_dagster.spec.sqltext import bind_params, collector_kind
 
 
 def source_kind(spec: CollectorSpec) -> str:
     """windowed / as-of / snapshot, read from the query (no connection)."""
-    source = spec.source
-    if source.type in ("postgres", "mysql", "sqlite", "duckdb", "sql"):
-        return collector_kind(bind_params(source.config.sql))
+    config = spec.source.config
+    if isinstance(config, SqlConfig):
+        return collector_kind(bind_params(config.sql))
     return "snapshot"
 
 
 def query_text(spec: CollectorSpec) -> str:
     """The query as shown in the UI."""
     config = spec.source.config
-    return str(getattr(config, "sql", None) or getattr(config, "query", None) or config.agg)
+    if isinstance(config, SqlConfig):
+        return config.sql
+    if isinstance(config, MongoConfig):
+        return json.dumps(config.agg, indent=2, default=str)
+    return config.query
 
 
 @dataclass(frozen=True)
