@@ -15,7 +15,13 @@ def make_shop(path: Path, days: int = 10) -> Path:
     for step in range(days * 16):
         moment = START + timedelta(minutes=90 * step)
         account = ["acme", "globex", "initech"][step % 3]
-        rows.append((account, 1 + (moment.hour * 60 + moment.minute) / 60, moment.strftime("%Y-%m-%d %H:%M:%S")))
+        rows.append(
+            (
+                account,
+                1 + (moment.hour * 60 + moment.minute) / 60,
+                moment.strftime("%Y-%m-%d %H:%M:%S"),
+            )
+        )
     db.executemany("INSERT INTO orders VALUES (?, ?, ?)", rows)
     db.commit()
     db.close()
@@ -36,8 +42,9 @@ def expected_sums(path: Path, day: str) -> dict[str, float]:
     return {account: total for account, total in rows}
 
 
-def collector_yaml(db: Path, audit: Path, name: str = "shop.revenue.daily", sql: str | None = None,
-                   extra: str = "") -> str:
+def collector_yaml(
+    db: Path, audit: Path, name: str = "shop.revenue.daily", sql: str | None = None, extra: str = ""
+) -> str:
     """A daily windowed collector over the shop with a file sink."""
     sql = sql or (
         "SELECT account AS customer, SUM(amount) AS value FROM orders "

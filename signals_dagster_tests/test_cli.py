@@ -18,7 +18,11 @@ BIN = Path(sys.executable).parent
 def signals(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "signals_dagster.cli", *args],
-        capture_output=True, text=True, timeout=120, env={**os.environ, **(env or {})}, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, **(env or {})},
+        cwd=ROOT,
     )
 
 
@@ -86,7 +90,9 @@ def test_invoke_rejects_bad_partition_keys(collector: tuple[Path, Path, Path], k
 def test_invoke_refuses_old_snapshot(tmp_path: Path) -> None:
     db = make_shop(tmp_path / "s.sqlite")
     path = tmp_path / "snap.yaml"
-    path.write_text(collector_yaml(db, tmp_path / "a.jsonl", sql="SELECT COUNT(*) AS value FROM orders"))
+    path.write_text(
+        collector_yaml(db, tmp_path / "a.jsonl", sql="SELECT COUNT(*) AS value FROM orders")
+    )
     old = signals("invoke", str(path), "--partition", "2026-02-03")
     assert old.returncode == 1 and "snapshot" in old.stderr and old.stdout == ""
     now = signals("invoke", str(path))  # the current window is always allowed
@@ -113,9 +119,22 @@ def test_dagster_cli_materialises_a_partition(
     home.mkdir()
     env = {**os.environ, "SIGNALS_COLLECTORS_DIR": str(path.parent), "DAGSTER_HOME": str(home)}
     result = subprocess.run(
-        [str(BIN / "dagster"), "asset", "materialize", "-m", "signals_dagster.definitions",
-         "--select", "shop_revenue_daily", "--partition", "2026-02-10"],
-        capture_output=True, text=True, timeout=180, env=env, cwd=ROOT,
+        [
+            str(BIN / "dagster"),
+            "asset",
+            "materialize",
+            "-m",
+            "signals_dagster.definitions",
+            "--select",
+            "shop_revenue_daily",
+            "--partition",
+            "2026-02-10",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+        cwd=ROOT,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     written = [json.loads(line) for line in audit.read_text().splitlines()]

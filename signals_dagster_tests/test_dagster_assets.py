@@ -122,7 +122,9 @@ def test_ranged_run_equals_single_partitions(shop: dict[str, Path], tmp_path: Pa
             dg.AssetRecordsFilter(asset_key=key, asset_partitions=[day]), limit=1
         ).records
         meta = records[0].asset_materialization.metadata  # type: ignore[union-attr]
-        assert meta["value_sum"].value == pytest.approx(sum(expected_sums(shop["db"], day).values()))
+        assert meta["value_sum"].value == pytest.approx(
+            sum(expected_sums(shop["db"], day).values())
+        )
 
 
 def test_snapshot_partition_refused_in_dagster(
@@ -187,12 +189,19 @@ def test_downstream_asset_reads_records_back(shop: dict[str, Path]) -> None:
     instance = dg.DagsterInstance.ephemeral()
     resources = dict(defs.resources or {})
     resources["io_manager"] = dg.InMemoryIOManager()
-    dg.materialize([collector, revenue_total], resources=resources, instance=instance,
-                   partition_key="2026-02-06")
+    dg.materialize(
+        [collector, revenue_total],
+        resources=resources,
+        instance=instance,
+        partition_key="2026-02-06",
+    )
     _materialize(defs, instance, partition_key="2026-02-06")  # a re-run must not double count
     result = dg.materialize(
-        [collector, revenue_total], resources=resources, instance=instance,
-        partition_key="2026-02-06", selection=[revenue_total],
+        [collector, revenue_total],
+        resources=resources,
+        instance=instance,
+        partition_key="2026-02-06",
+        selection=[revenue_total],
     )
     total = result.output_for_node("revenue_total")
     assert total == pytest.approx(sum(expected_sums(shop["db"], "2026-02-06").values()))
@@ -203,7 +212,5 @@ def test_demo_collectors_load() -> None:
     defs = _defs(root)
     keys = {a.key.to_user_string() for a in defs.assets or []}
     assert len(keys) >= 4
-    kinds = {
-        a.specs_by_key[a.key].metadata["collector_kind"] for a in defs.assets or []
-    }
+    kinds = {a.specs_by_key[a.key].metadata["collector_kind"] for a in defs.assets or []}
     assert kinds == {"windowed", "as-of", "snapshot"}

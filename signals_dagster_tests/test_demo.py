@@ -19,8 +19,10 @@ def test_demo_database_is_deterministic(tmp_path: Path) -> None:
     second = build(str(tmp_path / "b.sqlite"))
     assert first.read_bytes() == second.read_bytes()
     db = sqlite3.connect(first)
-    counts = {t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
-              for t in ("users", "orders", "events", "sessions")}
+    counts = {
+        t: db.execute(f"SELECT COUNT(*) FROM {t}").fetchone()[0]
+        for t in ("users", "orders", "events", "sessions")
+    }
     assert all(n > 1000 for n in counts.values()), counts
 
 

@@ -2,7 +2,7 @@
 
 import re
 import zoneinfo
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Annotated
 
 from croniter import croniter
@@ -38,7 +38,7 @@ VALID_GRAINS = "10s, 30s, 1m, 5m, 15m, 30m, 1h, 2h, 3h, 4h, 6h, 8h, 12h, 24h (=1
 def _grain(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"grain must be a string such as '24h', got {value!r}")
-    text = value.strip().lower()
+    text = value.strip()  # case matters, as in Go: 1m is a minute, 1M is an error
     if text in ("1mo", "1month"):
         return MONTH
     seconds = parse_duration(text).total_seconds()
@@ -93,7 +93,8 @@ def _timezone(value: str) -> str:
 
 
 def _date(value: object) -> str:
-    if isinstance(value, date):
+    # YAML reads `2026-01-01 10:00` as a datetime: a date with a time is not a date.
+    if isinstance(value, date) and not isinstance(value, datetime):
         return value.isoformat()
     text = str(value)
     try:

@@ -71,6 +71,10 @@ def _message(error: Mapping[str, object]) -> str:
         return f"invalid value {error.get('input')!r} (must match {ctx.get('pattern')})"
     if kind == "union_tag_not_found":
         return "type is required"
+    if kind == "too_short":  # pydantic says "Dictionary should have ... after validation"
+        ctx = error.get("ctx") or {}
+        assert isinstance(ctx, dict)
+        return f"must have at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
     return msg.removeprefix("Value error, ")
 
 
@@ -94,8 +98,11 @@ def parse_text(
         Problem(file, p.line, _dotted(pos.path_at_line(p.line)) if data else "template", p.message)
         for p in template_problems
     ]
-    problems += [Problem(file, p.line, "yaml", p.message) for p in yaml_problems]
-    if yaml_problems:
+    problems += [
+        Problem(file, p.line, "yaml" if p.path is None else _dotted(p.path), p.message)
+        for p in yaml_problems
+    ]
+    if data is None and yaml_problems:  # a syntax error: there is nothing to validate
         return None, pos, problems
     if not isinstance(data, dict):
         return None, pos, [Problem(file, 1, "<root>", "a collector file must be a YAML mapping")]

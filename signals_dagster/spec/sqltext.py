@@ -12,7 +12,8 @@ _BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 _ALIAS = re.compile(r"\bAS\s+\"?([A-Za-z_][A-Za-z0-9_]*)\"?\s*(?=,|\bFROM\b)", re.IGNORECASE)
 
 
-_CAST_AFTER_PARAM = re.compile(r":(window_start|window_end)::")
+# A parameter followed by a cast: `:window_start::timestamptz` (`:foo::int` would read as `:fo`).
+_CAST_AFTER_PARAM = re.compile(r"(?<![:\w\\]):(\w+)::")
 
 
 def normalize(sql: str) -> str:
@@ -32,7 +33,9 @@ def bind_params(sql: str) -> set[str]:
 
 def output_aliases(sql: str) -> set[str]:
     """Best-effort names of select-list aliases (`expr AS name` followed by ',' or FROM)."""
-    return {alias.lower() for alias in _ALIAS.findall(strip_literals(sql))}
+    # Blank literals and comments but keep "quoted" identifiers: `AS "region"` is an alias too.
+    text = _LITERALS.sub(lambda m: m[0] if m[0][0] == '"' else " " * len(m[0]), sql)
+    return {alias.lower() for alias in _ALIAS.findall(text)}
 
 
 def collector_kind(params: set[str]) -> str:

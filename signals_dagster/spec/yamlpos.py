@@ -11,13 +11,18 @@ Path = tuple[str | int, ...]
 _LOADER = yaml.SafeLoader("")
 
 
+class _TooLarge(Exception):
+    """The document expands to more nodes than any collector needs."""
+
+
 class YamlProblem(Exception):
     """A YAML syntax problem at a (1-based) line."""
 
-    def __init__(self, line: int, message: str) -> None:
+    def __init__(self, line: int, message: str, path: "Path | None" = None) -> None:
         super().__init__(message)
         self.line = line
         self.message = message
+        self.path = path  # set when the problem belongs to a known key
 
 
 @dataclass
@@ -26,6 +31,7 @@ class Positions:
 
     lines: dict[Path, int] = field(default_factory=dict)
     spans: list[tuple[int, int, Path]] = field(default_factory=list)
+    nodes: int = 0
 
     def line_for(self, path: Path) -> int:
         """Line of the deepest existing prefix of `path` (1 when nothing matches)."""
@@ -43,7 +49,13 @@ class Positions:
         return best[1] if best else ()
 
 
+MAX_NODES = 20_000  # a collector is a few hundred nodes; aliases must not expand without bound
+
+
 def _walk(node: yaml.Node, path: Path, pos: Positions, problems: list[YamlProblem]) -> Any:
+    pos.nodes += 1
+    if pos.nodes > MAX_NODES:
+        raise _TooLarge
     if isinstance(node, yaml.MappingNode):
         out: dict[Any, Any] = {}
         for key_node, value_node in node.value:
@@ -63,6 +75,7 @@ def _walk(node: yaml.Node, path: Path, pos: Positions, problems: list[YamlProble
                     YamlProblem(
                         key_node.start_mark.line + 1,
                         f"duplicate key {key!r} (first at line {pos.lines[(*path, key)]})",
+                        (*path, key),
                     )
                 )
                 continue
@@ -76,7 +89,15 @@ def _walk(node: yaml.Node, path: Path, pos: Positions, problems: list[YamlProble
             items.append(_walk(item, (*path, index), pos, problems))
         return items
     pos.spans.append((node.start_mark.line + 1, node.end_mark.line + 1, path))
-    return _LOADER.construct_object(node, deep=True)
+    try:
+        return _LOADER.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError) as exc:
+        # e.g. `2026-13-01` (YAML reads a date), `!!int abc`, an unknown tag `!foo`.
+        reason = exc.problem if isinstance(exc, yaml.MarkedYAMLError) else str(exc)
+        problems.append(
+            YamlProblem(node.start_mark.line + 1, f"invalid value {node.value!r}: {reason}", path)
+        )
+        return None
 
 
 def parse(text: str) -> tuple[Any, Positions, list[YamlProblem]]:
@@ -102,5 +123,16 @@ def parse(text: str) -> tuple[Any, Positions, list[YamlProblem]]:
     pos = Positions()
     if node is None:
         return None, pos, problems
-    data = _walk(node, (), pos, problems)
+    try:
+        data = _walk(node, (), pos, problems)
+    except RecursionError:  # an alias inside its own anchor: `a: &x [*x]`
+        message = "recursive alias: an anchor (&name) contains an alias to itself (*name)"
+        return None, Positions(), [*problems, YamlProblem(1, message)]
+    except _TooLarge:
+        message = f"the document expands to more than {MAX_NODES} nodes (alias bomb?)"
+        return None, Positions(), [*problems, YamlProblem(1, message)]
+    finally:
+        # The shared loader caches every node it constructed (and so the whole text): forget them.
+        _LOADER.constructed_objects.clear()
+        _LOADER.recursive_objects.clear()
     return data, pos, problems
