@@ -45,8 +45,8 @@ def test_validate_does_not_import_heavy_clients() -> None:
     code = (
         "import sys; from signals_dagster.cli import main\n"
         "try:\n    main(['validate', 'collectors'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('dagster', 'pymongo', 'confluent_kafka', 'boto3') if m in sys.modules]\n"
-        "print(heavy)"
+        "heavy = ('dagster', 'pymongo', 'confluent_kafka', 'boto3')\n"
+        "print([m for m in heavy if m in sys.modules])"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip().endswith("[]"), out.stdout + out.stderr
@@ -71,7 +71,8 @@ def test_invoke_writes_sinks_and_prints_once(collector: tuple[Path, Path, Path])
     assert result.returncode == 0, result.stderr
     printed = [json.loads(line) for line in result.stdout.splitlines()]
     written = [json.loads(line) for line in audit.read_text().splitlines()]
-    assert printed == written and len(printed) == 3
+    assert printed == written
+    assert len(printed) == 3
 
 
 @pytest.mark.parametrize(
@@ -94,7 +95,9 @@ def test_invoke_refuses_old_snapshot(tmp_path: Path) -> None:
         collector_yaml(db, tmp_path / "a.jsonl", sql="SELECT COUNT(*) AS value FROM orders")
     )
     old = signals("invoke", str(path), "--partition", "2026-02-03")
-    assert old.returncode == 1 and "snapshot" in old.stderr and old.stdout == ""
+    assert old.returncode == 1
+    assert "snapshot" in old.stderr
+    assert old.stdout == ""
     now = signals("invoke", str(path))  # the current window is always allowed
     assert now.returncode == 0, now.stderr
     (record,) = [json.loads(line) for line in now.stdout.splitlines()]

@@ -49,7 +49,8 @@ def test_asset_is_declared_from_the_collector(shop: dict[str, Path]) -> None:
     assert spec.owners == ["team:growth", "ana@example.com"]
     assert spec.group_name == "shop"
     assert spec.description == "Revenue per customer"
-    assert spec.code_version and len(spec.code_version) == 16
+    assert spec.code_version
+    assert len(spec.code_version) == 16
     assert spec.metadata["collector_kind"] == "windowed"
     pdef = asset.partitions_def
     assert isinstance(pdef, dg.TimeWindowPartitionsDefinition)
@@ -59,10 +60,10 @@ def test_asset_is_declared_from_the_collector(shop: dict[str, Path]) -> None:
 
 
 def test_code_version_follows_the_spec(shop: dict[str, Path], tmp_path: Path) -> None:
-    before = list(_defs(shop["dir"]).assets or [])[0].code_versions_by_key
+    before = next(iter(_defs(shop["dir"]).assets or [])).code_versions_by_key
     path = shop["dir"] / "revenue.yaml"
     path.write_text(path.read_text().replace("value: test", "value: prod"))
-    after = list(_defs(shop["dir"]).assets or [])[0].code_versions_by_key
+    after = next(iter(_defs(shop["dir"]).assets or [])).code_versions_by_key
     assert before != after
 
 
@@ -77,7 +78,8 @@ def test_materialise_one_partition(shop: dict[str, Path]) -> None:
     assert all(r["grain_datetime"] == "2026-02-03T00:00:00Z" for r in records)
     assert all(r["tags"]["env"] == "test" for r in records)
     event = instance.get_latest_materialization_event(dg.AssetKey("shop_revenue_daily"))
-    assert event is not None and event.asset_materialization is not None
+    assert event is not None
+    assert event.asset_materialization is not None
     meta = event.asset_materialization.metadata
     assert meta["record_count"].value == len(expected)
     assert meta["value_sum"].value == pytest.approx(sum(expected.values()))
@@ -94,7 +96,8 @@ def test_rerun_gives_the_same_uuids(shop: dict[str, Path]) -> None:
     first = [r["uuid"] for r in _audit(shop["audit"])]
     _materialize(defs, instance, partition_key="2026-02-04")
     second = [r["uuid"] for r in _audit(shop["audit"])][len(first) :]
-    assert first == second and len(set(first)) == len(first)
+    assert first == second
+    assert len(set(first)) == len(first)
 
 
 def test_ranged_run_equals_single_partitions(shop: dict[str, Path], tmp_path: Path) -> None:
@@ -114,7 +117,8 @@ def test_ranged_run_equals_single_partitions(shop: dict[str, Path], tmp_path: Pa
     for day in ("2026-02-02", "2026-02-03", "2026-02-04", "2026-02-05"):
         _materialize(defs, instance, partition_key=day)
     single = {(r["uuid"], r["value"]) for r in _audit(shop["audit"])}
-    assert ranged == single and len(ranged) == 12
+    assert ranged == single
+    assert len(ranged) == 12
     # Per-partition metadata: each partition has its own figures.
     key = dg.AssetKey("shop_revenue_daily")
     for day in ("2026-02-02", "2026-02-05"):
@@ -142,7 +146,8 @@ def test_snapshot_partition_refused_in_dagster(
     result = _materialize(defs, instance, partition_key="2026-02-03", raise_on_error=False)
     assert not result.success
     failure = result.get_step_failure_events()[0].step_failure_data.error
-    assert failure is not None and "snapshot" in failure.message
+    assert failure is not None
+    assert "snapshot" in failure.message
     assert not (tmp_path / "a.jsonl").exists()
 
 
@@ -171,7 +176,8 @@ sinks:
     result = _materialize(defs, instance, partition_key="2026-02-03", raise_on_error=False)
     assert not result.success
     logs = instance.all_logs(result.run_id)
-    assert logs and not any("Sup3rSecretPw" in repr(entry) for entry in logs)
+    assert logs
+    assert not any("Sup3rSecretPw" in repr(entry) for entry in logs)
     assert any("127.0.0.1" in repr(entry) for entry in logs)  # the cause is still reported
 
 

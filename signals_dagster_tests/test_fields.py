@@ -99,6 +99,8 @@ def test_grain_valid_and_normalised(text: str, grain: str) -> None:
         ("", "invalid duration ''"),
         (60, "grain must be a string"),
         (None, "grain must be a string"),
+        ("1M", "ambiguous grain '1M'"),
+        ("5M", "ambiguous grain '5M'"),
     ],
 )
 def test_grain_invalid(value: object, message: str) -> None:

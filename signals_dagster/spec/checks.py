@@ -4,7 +4,7 @@ from collections.abc import Iterator
 
 from signals_dagster.spec.fields import MONTH, format_duration, grain_timedelta
 from signals_dagster.spec.models import CollectorSpec
-from signals_dagster.spec.sources import SQL_TYPES
+from signals_dagster.spec.sources import SqlConfig
 from signals_dagster.spec.sqltext import WINDOW_PARAMS, bind_params, output_aliases
 
 Located = tuple[tuple[str | int, ...], str]
@@ -19,9 +19,10 @@ def check_spec(spec: CollectorSpec) -> Iterator[Located]:
         if grain == MONTH or schedule.interval != delta:
             yield (
                 ("schedule", "interval"),
-                f"interval {format_duration(schedule.interval)} must equal the metric grain {grain}",
+                f"interval {format_duration(schedule.interval)} must equal "
+                f"the metric grain {grain}",
             )
-    if spec.source.type in SQL_TYPES:
+    if isinstance(spec.source.config, SqlConfig):
         sql = spec.source.config.sql
         unknown = sorted(bind_params(sql) - set(WINDOW_PARAMS))
         if unknown:

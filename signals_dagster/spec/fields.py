@@ -38,7 +38,9 @@ VALID_GRAINS = "10s, 30s, 1m, 5m, 15m, 30m, 1h, 2h, 3h, 4h, 6h, 8h, 12h, 24h (=1
 def _grain(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError(f"grain must be a string such as '24h', got {value!r}")
-    text = value.strip()  # case matters, as in Go: 1m is a minute, 1M is an error
+    if "M" in value:
+        raise ValueError(f"ambiguous grain {value!r}: write 1m for a minute or 1mo for a month")
+    text = value.strip().lower()
     if text in ("1mo", "1month"):
         return MONTH
     seconds = parse_duration(text).total_seconds()

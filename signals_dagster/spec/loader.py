@@ -30,8 +30,10 @@ def _data_path(raw: object, loc: tuple[str | int, ...]) -> tuple[str | int, ...]
     path: list[str | int] = []
     current = raw
     for part in loc:
-        if (isinstance(current, dict) and part in current) or (isinstance(current, list) and isinstance(part, int) and part < len(current)):
-            current = current[part]
+        in_dict = isinstance(current, dict) and part in current
+        in_list = isinstance(current, list) and isinstance(part, int) and part < len(current)
+        if in_dict or in_list:
+            current = current[part]  # type: ignore[index]
             path.append(part)
         elif isinstance(current, dict | list):
             if (isinstance(part, str) and part[:1].isupper()) or part in _UNION_TAGS:
