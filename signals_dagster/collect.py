@@ -62,6 +62,10 @@ def collect(
                 )
             except CollectorError as exc:
                 raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
+            finally:
+                close = getattr(fetched.rows, "close", None)
+                if close is not None:
+                    close()  # end the stream (and its cursor) even when a row was rejected
             elapsed = time.perf_counter() - started
             if nulls:
                 log.warning(

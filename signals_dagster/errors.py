@@ -25,7 +25,7 @@ class SpecError(Exception):
 
 
 class CollectorError(Exception):
-    """A collector run failed for a reason the user can act on (bad query result, old snapshot...)."""
+    """A collector run failed for a reason the user can act on (bad result, old snapshot...)."""
 
 
 class SnapshotWindowError(CollectorError):

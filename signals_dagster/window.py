@@ -37,11 +37,12 @@ def check_window(window: Window, kind: str, now: datetime) -> None:
     if kind != "snapshot":
         return
     # A snapshot measures "now": only the open window and the one that just closed are honest.
-    if now >= window.end + (window.end - window.start):
+    end = window.end.astimezone(UTC)
+    if now >= end + (end - window.start.astimezone(UTC)):  # real length: 23 h / 25 h on DST days
         raise SnapshotWindowError(
-            f"{window.describe()} cannot be collected: this is a snapshot collector (its query uses "
-            "neither :window_start nor :window_end), so it measures the current state and would "
-            "report today's value as history. Only the current or just-closed window can be "
+            f"{window.describe()} cannot be collected: this is a snapshot collector (its query "
+            "uses neither :window_start nor :window_end), so it measures the current state and "
+            "would report today's value as history. Only the current or just-closed window can be "
             "materialised; make the query windowed (:window_start/:window_end) or as-of "
             "(:window_end) to backfill."
         )

@@ -4,6 +4,7 @@ Sessions are read-only and carry a statement timeout; the window is bound as par
 """
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -19,7 +20,7 @@ from sqlalchemy.pool import NullPool
 from signals_dagster.errors import SourceError
 from signals_dagster.redact import redact
 from signals_dagster.sources.base import Fetched
-from signals_dagster.spec.sqltext import bind_params, collector_kind, normalize
+from signals_dagster.spec.sqltext import bind_params, collector_kind, normalize, strip_literals
 from signals_dagster.window import Window
 
 _DRIVERS = {
@@ -29,6 +30,11 @@ _DRIVERS = {
     "mariadb": "mariadb+pymysql",
 }
 STREAM_BATCH = 1000
+# Engines (NullPool: no idle connections) are kept per URL so dialect set-up happens once.
+_ENGINES: dict[tuple[str, int], Engine] = {}
+_ENGINES_LOCK = threading.Lock()
+# SQLAlchemy's text() rule for a bind parameter (see spec/sqltext.py).
+_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 
 
 def engine_url(uri: str) -> URL:
@@ -39,8 +45,21 @@ def engine_url(uri: str) -> URL:
     return url
 
 
+def _text(sql: str) -> sa.TextClause:
+    """text() that leaves `:name` inside string literals and comments alone.
+
+    SQLAlchemy binds every `:name`, even in '...' or -- comments, so a comment mentioning
+    :window_start in an as-of query would demand a parameter the query does not use.
+    """
+    blanked = strip_literals(sql)
+    starts = [m.start() for m in _BIND.finditer(sql) if blanked[m.start()] != ":"]
+    for start in reversed(starts):
+        sql = sql[:start] + "\\" + sql[start:]
+    return sa.text(sql)
+
+
 def _bind(backend: str, window: Window, params: set[str]) -> dict[str, Any]:
-    values = {"window_start": window.start, "window_end": window.end}
+    values: dict[str, Any] = {"window_start": window.start, "window_end": window.end}
     if backend in ("mysql", "mariadb"):
         # PyMySQL renders aware datetimes with an offset MariaDB rejects: send naive UTC.
         values = {k: v.astimezone(UTC).replace(tzinfo=None) for k, v in values.items()}
@@ -92,6 +111,7 @@ class SqlSource:
     def __init__(self, uri: str, sql: str, timeout: timedelta) -> None:
         self.uri = uri
         self.sql = normalize(sql)
+        self.text = _text(self.sql)
         self.params = bind_params(sql)
         self.kind = collector_kind(self.params)
         self.timeout_ms = max(1, int(timeout.total_seconds() * 1000))
@@ -115,15 +135,23 @@ class SqlSource:
             if database and database != ":memory:" and not database.startswith("file:"):
                 if not os.path.exists(database):
                     raise SourceError(f"SQLite database file not found: {database}")
-                self.url = self.url.set(database=f"file:{database}?mode=ro", query={"uri": "true"})
-        try:
-            engine = sa.create_engine(self.url, poolclass=NullPool, connect_args=connect_args)
-        except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
-            raise SourceError(f"cannot use {redact(self.uri)}: {exc}") from None
-        hook = _on_connect(self.backend, self.timeout_ms)
-        if hook is not None:
-            event.listen(engine, "connect", hook)
-        return engine
+                self.url = self.url.set(
+                    database=f"file:{database}?mode=ro", query={**self.url.query, "uri": "true"}
+                )
+        cache_key = (self.url.render_as_string(hide_password=False), self.timeout_ms)
+        with _ENGINES_LOCK:
+            engine = _ENGINES.get(cache_key)
+            if engine is not None:
+                return engine
+            try:
+                engine = sa.create_engine(self.url, poolclass=NullPool, connect_args=connect_args)
+            except (sa.exc.ArgumentError, sa.exc.NoSuchModuleError, ImportError) as exc:
+                raise SourceError(f"cannot use {redact(self.uri)}: {exc}") from None
+            hook = _on_connect(self.backend, self.timeout_ms)
+            if hook is not None:
+                event.listen(engine, "connect", hook)
+            _ENGINES[cache_key] = engine
+            return engine
 
     @contextmanager
     def session(self) -> Iterator["SqlSession"]:
@@ -134,8 +162,6 @@ class SqlSource:
                 yield SqlSession(self, conn)
         except sa.exc.DBAPIError as exc:
             raise _source_error(exc, self.uri) from None
-        finally:
-            engine.dispose()
 
 
 def _source_error(exc: sa.exc.DBAPIError, uri: str) -> SourceError:
@@ -149,29 +175,76 @@ class SqlSession:
     def __init__(self, source: SqlSource, conn: sa.Connection) -> None:
         self.source = source
         self.conn = conn
+        self.timed_out = False
 
     def fetch(self, window: Window) -> Fetched:
         """Execute the query for one window; rows are streamed in batches."""
         source = self.source
         params = _bind(source.backend, window, source.params)
+        if source.backend == "postgresql":
+            return self._fetch_postgres(params)
         options: dict[str, Any] = {}
         if self.conn.dialect.supports_server_side_cursors:
             options = {"stream_results": True, "yield_per": STREAM_BATCH}
         watchdog = self._watchdog()
         try:
-            result = self.conn.execution_options(**options).execute(sa.text(source.sql), params)
+            result = self.conn.execution_options(**options).execute(source.text, params)
             columns = list(result.keys())
         except sa.exc.DBAPIError as exc:
             self._end(watchdog)
-            raise _source_error(exc, source.uri) from None
+            raise self._error(exc) from None
         return Fetched(columns, self._rows(result, watchdog))
+
+    def _fetch_postgres(self, params: dict[str, Any]) -> Fetched:
+        """Stream with psycopg's chunked/single-row mode rather than a DECLAREd cursor.
+
+        A server-side cursor stops Postgres from running the aggregation in parallel (twice the
+        time on a scan) and hides read-only errors behind "syntax error at or near INSERT".
+        """
+        import psycopg
+
+        compiled = self.source.text.compile(dialect=self.conn.dialect)
+        raw: Any = self.conn.connection.dbapi_connection
+        cursor = raw.cursor()
+        stream = cursor.stream(compiled.string, compiled.construct_params(params))
+        try:
+            first = next(stream, None)
+        except psycopg.Error as exc:
+            cursor.close()
+            raise self._psycopg_error(exc) from None
+        columns = [c.name for c in cursor.description or []]
+        return Fetched(columns, self._stream_rows(cursor, stream, first))
+
+    def _stream_rows(self, cursor: Any, stream: Iterator[Any], first: Any) -> Iterator[Any]:
+        import psycopg
+
+        try:
+            if first is not None:
+                yield tuple(first)
+                for row in stream:
+                    yield tuple(row)
+        except psycopg.Error as exc:
+            raise self._psycopg_error(exc) from None
+        finally:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()  # an early stop (a bad row) must release psycopg's connection lock
+            cursor.close()
+            self.conn.connection.dbapi_connection.rollback()  # type: ignore[union-attr]
+
+    def _psycopg_error(self, exc: Exception) -> SourceError:
+        import psycopg
+
+        detail = redact(str(exc).strip())
+        transient = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        return SourceError(f"{redact(self.source.uri)}: {detail}", transient=transient)
 
     def _rows(self, result: sa.CursorResult[Any], watchdog: Any) -> Iterator[tuple[Any, ...]]:
         try:
             for row in result:
                 yield tuple(row)
         except sa.exc.DBAPIError as exc:
-            raise _source_error(exc, self.source.uri) from None
+            raise self._error(exc) from None
         finally:
             result.close()
             self._end(watchdog)
@@ -180,18 +253,39 @@ class SqlSession:
 
     def _watchdog(self) -> Any:
         """SQLite and DuckDB have no statement timeout: interrupt from outside at the deadline."""
-        raw = self.conn.connection.dbapi_connection
+        raw: Any = self.conn.connection.dbapi_connection
         seconds = self.source.timeout_ms / 1000
+        self.timed_out = False
         if self.source.backend == "sqlite":
             deadline = time.monotonic() + seconds
-            raw.set_progress_handler(lambda: int(time.monotonic() > deadline), 10_000)
+
+            def expired() -> int:
+                self.timed_out = self.timed_out or time.monotonic() > deadline
+                return int(self.timed_out)
+
+            raw.set_progress_handler(expired, 10_000)
             return raw
         if self.source.backend == "duckdb":
-            timer = threading.Timer(seconds, raw.interrupt)
+
+            def interrupt() -> None:
+                self.timed_out = True
+                raw.interrupt()
+
+            timer = threading.Timer(seconds, interrupt)
             timer.daemon = True
             timer.start()
             return timer
         return None
+
+    def _error(self, exc: sa.exc.DBAPIError) -> SourceError:
+        error = _source_error(exc, self.source.uri)
+        if self.timed_out:
+            # The interrupt of SQLite/DuckDB only says "interrupted": name the cause.
+            limit = f"{self.source.timeout_ms / 1000:g}s"
+            return SourceError(
+                f"{error} (statement timeout of {limit} exceeded)", transient=error.transient
+            )
+        return error
 
     def _end(self, watchdog: Any) -> None:
         if isinstance(watchdog, threading.Timer):
