@@ -8,7 +8,7 @@ from signals_dagster.spec.loader import collector_files, load_collectors
 from signals_dagster.spec.models import CollectorSpec
 
 DEFAULT_DIR = "collectors"
-_CACHE: dict[str, tuple[tuple[tuple[str, float], ...], "Catalog"]] = {}
+_CACHE: dict[str, tuple[tuple[object, ...], "Catalog"]] = {}
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,8 @@ def load_catalog(directory: str | None = None) -> Catalog:
     """Load (or reuse) the catalog of a folder; raises SpecError listing every problem."""
     directory = os.path.abspath(directory or collectors_dir())
     files = collector_files([directory])
-    signature = tuple((str(f), f.stat().st_mtime) for f in files)
+    # Templating reads the environment: a changed variable is a changed collector.
+    signature = (hash(frozenset(os.environ.items())), *((str(f), f.stat().st_mtime) for f in files))
     cached = _CACHE.get(directory)
     if cached and cached[0] == signature:
         return cached[1]

@@ -220,3 +220,15 @@ def test_demo_collectors_load() -> None:
     assert len(keys) >= 4
     kinds = {a.specs_by_key[a.key].metadata["collector_kind"] for a in defs.assets or []}
     assert kinds == {"windowed", "as-of", "snapshot"}
+
+
+def test_catalog_reloads_when_the_environment_changes(
+    shop: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = shop["dir"] / "revenue.yaml"
+    path.write_text(path.read_text().replace("value: test", 'value: {{ getEnvOrDefault "E" "a" }}'))
+    first = load_catalog(str(shop["dir"])).get("shop.revenue.daily")
+    monkeypatch.setenv("E", "b")
+    second = load_catalog(str(shop["dir"])).get("shop.revenue.daily")
+    assert first.metric.static_tags == {"env": "a"}
+    assert second.metric.static_tags == {"env": "b"}
