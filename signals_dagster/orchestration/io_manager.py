@@ -9,6 +9,7 @@ from pydantic import Field
 
 from signals_dagster.catalog import load_catalog
 from signals_dagster.errors import CollectorError
+from signals_dagster.orchestration.clients import sink_clients
 from signals_dagster.orchestration.partitions import window_for_key
 from signals_dagster.records import empty_records
 from signals_dagster.sinks import open_writer
@@ -44,7 +45,7 @@ class SinksIOManager(dg.ConfigurableIOManager):
             parts = list(split_by_partition(spec, context.asset_partition_keys, obj))
         written: dict[str, str] = {}
         for sink_name, sink in spec.sinks.items():
-            writer = open_writer(sink)
+            writer = open_writer(sink, clients=sink_clients())
             try:
                 results = [writer.write(spec, key, records) for key, records in parts]
             finally:

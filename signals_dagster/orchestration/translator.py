@@ -8,17 +8,9 @@ from typing import Any
 import dagster as dg
 
 from signals_dagster.redact import redact
+from signals_dagster.sources.base import query_shape
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.sources import MongoConfig, SqlConfig
-from signals_dagster.spec.sqltext import bind_params, collector_kind
-
-
-def source_kind(spec: CollectorSpec) -> str:
-    """windowed / as-of / snapshot, read from the query (no connection)."""
-    config = spec.source.config
-    if isinstance(config, SqlConfig):
-        return collector_kind(bind_params(config.sql))
-    return "snapshot"
 
 
 def query_text(spec: CollectorSpec) -> str:
@@ -48,7 +40,7 @@ class AssetFacts:
 
 def translate(spec: CollectorSpec, file: Path | None = None) -> AssetFacts:
     """The asset facts of a collector."""
-    kind = source_kind(spec)
+    kind = query_shape(spec).kind
     uri = getattr(spec.source.config, "uri", "")
     metadata: dict[str, Any] = {
         "metric": spec.metric.name,

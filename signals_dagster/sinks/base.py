@@ -1,11 +1,13 @@
 """The writer protocol and the factory that picks one by sink `type`."""
 
-from typing import Protocol, TextIO
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol, TextIO
 
 import pandas as pd
 
 from signals_dagster.spec.models import CollectorSpec
-from signals_dagster.spec.sinks import ConsoleSink, FileSink, Sink
+from signals_dagster.spec.sinks import ConsoleSink, FileSink, KafkaConfig, S3Config, Sink
 
 
 class Writer(Protocol):
@@ -22,7 +24,17 @@ class Writer(Protocol):
         ...
 
 
-def open_writer(sink: Sink, stdout: TextIO | None = None) -> Writer:
+@dataclass(frozen=True)
+class SinkClients:
+    """Client factories the Dagster layer hands to writers (resources); None: writer's own."""
+
+    s3: Callable[[S3Config], Any] | None = None  # -> a boto3 S3 client
+    kafka: Callable[[KafkaConfig], Any] | None = None  # -> a confluent_kafka Producer
+
+
+def open_writer(
+    sink: Sink, stdout: TextIO | None = None, clients: SinkClients | None = None
+) -> Writer:
     """The writer for one sink config (heavy clients imported lazily)."""
     if isinstance(sink, ConsoleSink):
         from signals_dagster.sinks.console import ConsoleWriter

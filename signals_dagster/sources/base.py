@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from signals_dagster.spec.models import CollectorSpec
+from signals_dagster.spec.sources import SqlConfig
+from signals_dagster.spec.sqltext import bind_params, collector_kind, mentions_grain
 from signals_dagster.window import Window
 
 
@@ -28,7 +30,8 @@ class SourceSession(Protocol):
 class Source(Protocol):
     """A configured source: knows its kind and how to open a session."""
 
-    kind: str
+    kind: str  # windowed | as-of | snapshot
+    range_capable: bool  # the query returns grain_datetime: one query can answer many windows
 
     def describe(self) -> dict[str, str]:
         """Redacted facts for metadata (uri, query text)."""
@@ -39,10 +42,26 @@ class Source(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class QueryShape:
+    """What a query uses and returns, read from its text without connecting."""
+
+    kind: str
+    range_capable: bool
+
+
+def query_shape(spec: CollectorSpec) -> QueryShape:
+    """Kind (windowed / as-of / snapshot) and range capability of a collector's query."""
+    config = spec.source.config
+    if isinstance(config, SqlConfig):
+        return QueryShape(collector_kind(bind_params(config.sql)), mentions_grain(config.sql))
+    return QueryShape("snapshot", False)
+
+
 def open_source(spec: CollectorSpec) -> Source:
     """The source implementation for a collector (drivers imported here, lazily)."""
     source = spec.source
-    if source.type in ("postgres", "mysql", "sqlite", "duckdb", "sql"):
+    if isinstance(source.config, SqlConfig):
         from signals_dagster.sources.sql import SqlSource
 
         return SqlSource(source.config.uri, source.config.sql, source.config.timeout)

@@ -20,7 +20,13 @@ from sqlalchemy.pool import NullPool
 from signals_dagster.errors import SourceError
 from signals_dagster.redact import redact
 from signals_dagster.sources.base import Fetched
-from signals_dagster.spec.sqltext import bind_params, collector_kind, normalize, strip_literals
+from signals_dagster.spec.sqltext import (
+    bind_params,
+    collector_kind,
+    mentions_grain,
+    normalize,
+    strip_literals,
+)
 from signals_dagster.window import Window
 
 _DRIVERS = {
@@ -114,6 +120,7 @@ class SqlSource:
         self.text = _text(self.sql)
         self.params = bind_params(sql)
         self.kind = collector_kind(self.params)
+        self.range_capable = mentions_grain(sql)
         self.timeout_ms = max(1, int(timeout.total_seconds() * 1000))
         self.url = engine_url(uri)
         self.backend = self.url.get_backend_name()

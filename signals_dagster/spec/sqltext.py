@@ -38,6 +38,11 @@ def output_aliases(sql: str) -> set[str]:
     return {alias.lower() for alias in _ALIAS.findall(text)}
 
 
+def mentions_grain(sql: str) -> bool:
+    """Whether the query names a grain_datetime column (outside literals and comments)."""
+    return re.search(r"\bgrain_datetime\b", strip_literals(sql), re.IGNORECASE) is not None
+
+
 def collector_kind(params: set[str]) -> str:
     """windowed (start and end), as-of (end only) or snapshot (neither)."""
     if "window_start" in params:
