@@ -10,6 +10,15 @@ import psycopg
 import pymysql
 import pytest
 
+# Each real server has its own fixture module (started lazily, once per session, when a test asks).
+pytest_plugins = [
+    "signals_dagster_tests.servers.kafka",
+    "signals_dagster_tests.servers.s3",
+    "signals_dagster_tests.servers.mongo",
+    "signals_dagster_tests.servers.prometheus",
+    "signals_dagster_tests.servers.http",
+]
+
 PG_ADMIN = os.environ.get("SIGNALS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 MYSQL_HOST = os.environ.get("SIGNALS_TEST_MYSQL_HOST", "127.0.0.1")
 

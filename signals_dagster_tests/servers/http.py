@@ -1,0 +1,1 @@
+"""Session fixture for a real http server (see ../shared/TEST-SERVERS.md)."""

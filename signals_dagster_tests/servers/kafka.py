@@ -1,0 +1,1 @@
+"""Session fixture for a real kafka server (see ../shared/TEST-SERVERS.md)."""

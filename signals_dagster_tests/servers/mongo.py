@@ -1,0 +1,1 @@
+"""Session fixture for a real mongo server (see ../shared/TEST-SERVERS.md)."""
