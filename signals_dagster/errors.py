@@ -25,7 +25,14 @@ class SpecError(Exception):
 
 
 class CollectorError(Exception):
-    """A collector run failed for a reason the user can act on (bad result, old snapshot...)."""
+    """A collector run failed for a reason the user can act on (bad result, old snapshot...).
+
+    `transient` says whether a retry may help (a lost connection) or not (a syntax error).
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class SnapshotWindowError(CollectorError):
@@ -33,12 +40,8 @@ class SnapshotWindowError(CollectorError):
 
 
 class SourceError(CollectorError):
-    """The source failed to answer; `transient` says whether a retry may help."""
-
-    def __init__(self, message: str, *, transient: bool = False) -> None:
-        super().__init__(message)
-        self.transient = transient
+    """The source failed to answer."""
 
 
 class SinkError(CollectorError):
-    """A sink failed to confirm its write."""
+    """A sink failed to confirm its write (`transient=True` when a retry may succeed)."""

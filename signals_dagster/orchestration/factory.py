@@ -2,6 +2,7 @@
 
 import json
 import warnings
+from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -9,12 +10,16 @@ import pandas as pd
 
 from signals_dagster.catalog import Catalog
 from signals_dagster.collect import Collected, collect
-from signals_dagster.errors import CollectorError, SourceError
+from signals_dagster.errors import CollectorError
 from signals_dagster.orchestration.io_manager import SinksIOManager
 from signals_dagster.orchestration.partitions import current_window, partitions_def, window_for_key
+from signals_dagster.orchestration.schedules import build_schedule, build_subhour_trigger
+from signals_dagster.orchestration.sensors import build_late_data_sensor, run_failure_alerts
 from signals_dagster.orchestration.translator import AssetFacts, translate
 from signals_dagster.records import empty_records, to_dicts
+from signals_dagster.sources.base import query_shape
 from signals_dagster.spec.models import CollectorSpec
+from signals_dagster.window import Window
 
 SAMPLE_ROWS = 20
 
@@ -61,43 +66,71 @@ def _run(spec: CollectorSpec, context: dg.AssetExecutionContext) -> list[Collect
     if context.has_partition_key_range or context.has_partition_key:
         windows = [window_for_key(spec, key) for key in context.partition_keys]
     else:
-        windows = [current_window(spec)]
+        windows = [subhour_window(spec, query_shape(spec).kind)]
     context.log.info(
         f"{spec.name}: collecting {len(windows)} window(s) "
         f"{windows[0].key}{' .. ' + windows[-1].key if len(windows) > 1 else ''}"
     )
     try:
         return collect(spec, windows)
-    except SourceError as exc:
-        if exc.transient:
-            raise  # a RetryPolicy may help
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
     except CollectorError as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from None
+        raise as_failure(exc) from None
+
+
+def as_failure(exc: CollectorError) -> Exception:
+    """Transient faults stay plain exceptions (the RetryPolicy retries them); others do not."""
+    if exc.transient:
+        return exc
+    return dg.Failure(description=str(exc), allow_retries=False)
+
+
+def subhour_window(spec: CollectorSpec, kind: str, now: datetime | None = None) -> Window:
+    """Unpartitioned (sub-hour) runs: a snapshot measures the window of the run time; windowed
+    and as-of collectors take the last closed window, which is complete."""
+    window = current_window(spec, now)
+    if kind == "snapshot":
+        return window
+    length = window.end - window.start
+    start = window.start - length
+    return Window(start.strftime("%Y-%m-%dT%H:%M:%SZ"), start, window.start)
+
+
+def backfill_policy(spec: CollectorSpec, kind: str) -> dg.BackfillPolicy | None:
+    """One run for a whole backfill (or chunks of max_partitions_per_run); none for snapshots."""
+    if kind == "snapshot":
+        return None  # each old partition would be refused anyway
+    if spec.backfill.policy == "multi_run":
+        return dg.BackfillPolicy.multi_run(spec.backfill.max_partitions_per_run)
+    return dg.BackfillPolicy.single_run()
 
 
 def build_asset(spec: CollectorSpec, file: Path | None = None) -> dg.AssetsDefinition:
     """One collector → one (partitioned) asset whose output goes to the collector's sinks."""
     facts = translate(spec, file)
     pdef = partitions_def(spec)
-    single_run = pdef is not None and facts.kind != "snapshot"
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", dg.BetaWarning)  # backfill_policy is beta in 1.13
-        return _asset(spec, facts, pdef, single_run)
+        return _asset(spec, facts, pdef)
 
 
 def _asset(
     spec: CollectorSpec,
     facts: AssetFacts,
     pdef: dg.TimeWindowPartitionsDefinition | None,
-    single_run: bool,
 ) -> dg.AssetsDefinition:
     @dg.asset(
         name=facts.key,
         description=facts.description,
         partitions_def=pdef,
-        backfill_policy=dg.BackfillPolicy.single_run() if single_run else None,
+        backfill_policy=backfill_policy(spec, facts.kind) if pdef is not None else None,
+        pool=facts.pool,
+        retry_policy=dg.RetryPolicy(
+            max_retries=spec.retries,
+            delay=spec.retry_delay.total_seconds(),
+            backoff=dg.Backoff.EXPONENTIAL,
+            jitter=dg.Jitter.PLUS_MINUS,
+        ),
         io_manager_key=io_manager_key(spec),
         kinds=facts.kinds,
         owners=facts.owners or None,
@@ -124,10 +157,27 @@ def _asset(
 
 
 def build_definitions(catalog: Catalog, directory: str) -> dg.Definitions:
-    """Assets and IO managers for every collector of a catalog."""
+    """Assets, IO managers, jobs, schedules and sensors for every collector of a catalog."""
     assets = []
     resources: dict[str, SinksIOManager] = {}
+    jobs = []
+    schedules: list[dg.ScheduleDefinition] = []
+    sensors: list[dg.SensorDefinition] = [run_failure_alerts]
     for name, spec in sorted(catalog.specs.items()):
-        assets.append(build_asset(spec, catalog.files.get(name)))
+        asset = build_asset(spec, catalog.files.get(name))
+        assets.append(asset)
         resources[io_manager_key(spec)] = SinksIOManager(collectors_dir=directory, collector=name)
-    return dg.Definitions(assets=assets, resources=resources)
+        job = dg.define_asset_job(
+            f"{spec.asset_name}_job", selection=[asset.key]
+        )
+        jobs.append(job)
+        if asset.partitions_def is not None:
+            schedules.append(build_schedule(spec, job))
+        else:
+            trigger = build_subhour_trigger(spec, job)
+            (sensors if isinstance(trigger, dg.SensorDefinition) else schedules).append(trigger)  # type: ignore[arg-type]
+        if spec.late_data is not None:
+            sensors.append(build_late_data_sensor(spec, job))
+    return dg.Definitions(
+        assets=assets, resources=resources, jobs=jobs, schedules=schedules, sensors=sensors
+    )

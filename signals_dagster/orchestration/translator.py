@@ -1,11 +1,14 @@
 """Collector spec → the static facts of its asset (key, kinds, owners, metadata...)."""
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
+from sqlalchemy.engine import make_url
 
 from signals_dagster.redact import redact
 from signals_dagster.sources.base import query_shape
@@ -36,6 +39,7 @@ class AssetFacts:
     kind: str
     metadata: dict[str, Any]
     tags: dict[str, str]
+    pool: str
 
 
 def translate(spec: CollectorSpec, file: Path | None = None) -> AssetFacts:
@@ -43,6 +47,7 @@ def translate(spec: CollectorSpec, file: Path | None = None) -> AssetFacts:
     kind = query_shape(spec).kind
     uri = getattr(spec.source.config, "uri", "")
     metadata: dict[str, Any] = {
+        "pool": pool_name(spec),
         "metric": spec.metric.name,
         "metric_type": spec.metric.type,
         "grain": spec.metric.grain,
@@ -70,4 +75,22 @@ def translate(spec: CollectorSpec, file: Path | None = None) -> AssetFacts:
         kind=kind,
         metadata=metadata,
         tags={"signals/collector_kind": kind, "signals/grain": spec.metric.grain},
+        pool=pool_name(spec),
     )
+
+
+def pool_name(spec: CollectorSpec) -> str:
+    """The Dagster pool guarding the source: `source.pool`, else type:host/database."""
+    if spec.source.pool:
+        return spec.source.pool
+    config = spec.source.config
+    where = ""
+    if isinstance(config, SqlConfig):
+        url = make_url(config.uri)
+        where = f"{url.host or ''}{':' + str(url.port) if url.port else ''}/{url.database or ''}"
+    else:
+        parts = urlsplit(config.uri)
+        where = f"{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}"
+        if isinstance(config, MongoConfig):
+            where += f"/{config.database}"
+    return re.sub(r"\s", "_", f"{spec.source.type}:{where}")

@@ -1,6 +1,7 @@
 """Second validation phase: checks across fields and across files."""
 
 from collections.abc import Iterator
+from datetime import timedelta
 
 from signals_dagster.spec.fields import MONTH, format_duration, grain_timedelta
 from signals_dagster.spec.models import CollectorSpec
@@ -22,6 +23,27 @@ def check_spec(spec: CollectorSpec) -> Iterator[Located]:
                 f"interval {format_duration(schedule.interval)} must equal "
                 f"the metric grain {grain}",
             )
+    delta = grain_timedelta(grain)
+    if delta is not None and spec.partitions.lag >= delta:
+        yield (("partitions", "lag"), f"lag must be shorter than the grain {grain}")
+    if spec.partitions.lag.total_seconds() % 60:
+        yield (("partitions", "lag"), "lag must be a whole number of minutes")
+    if spec.late_data is not None:
+        if delta is not None and delta < timedelta(hours=1):
+            yield (
+                ("late_data",),
+                f"late data is re-collected per partition; grain {grain} is "
+                "not partitioned (sub-hour)",
+            )
+        if not isinstance(spec.source.config, SqlConfig):
+            yield (("late_data", "fingerprint_sql"), "fingerprints are SQL: use a SQL source")
+        else:
+            unknown = sorted(bind_params(spec.late_data.fingerprint_sql) - set(WINDOW_PARAMS))
+            if unknown:
+                yield (
+                    ("late_data", "fingerprint_sql"),
+                    f"unknown bind parameter :{unknown[0]} (only :window_start and :window_end)",
+                )
     if isinstance(spec.source.config, SqlConfig):
         sql = spec.source.config.sql
         unknown = sorted(bind_params(sql) - set(WINDOW_PARAMS))

@@ -14,6 +14,7 @@ from signals_dagster.spec.fields import (
     Grain,
     IsoDate,
     MetricName,
+    PositiveDuration,
     TagKey,
     TagValue,
     Timezone,
@@ -94,6 +95,29 @@ class Partitions(Model):
     lag: Duration = timedelta(0)
 
 
+class Backfill(Model):
+    """How history is recomputed."""
+
+    policy: Literal["single_run", "multi_run"] = Field(
+        default="single_run", description="single_run: a backfill is one run; multi_run: chunks"
+    )
+    max_partitions_per_run: int = Field(
+        default=400, gt=0, description="Windows per range query (and per run with multi_run)"
+    )
+
+
+class LateData(Model):
+    """Re-collect closed windows whose source data changed after they were collected."""
+
+    lookback: PositiveDuration = Field(description="How far back closed windows are watched")
+    fingerprint_sql: str = Field(
+        min_length=1, description="Cheap query over the window whose answer changes with the data"
+    )
+    interval: PositiveDuration = Field(
+        default=timedelta(minutes=5), description="Minimum time between two sensor evaluations"
+    )
+
+
 class StateStore(Model):
     """signals-collector's state store (accepted for compatibility; Dagster keeps the state)."""
 
@@ -112,6 +136,12 @@ class CollectorSpec(Model):
     source: Source
     sinks: dict[str, Sink] = Field(min_length=1)
     state_store: StateStore | None = None
+    backfill: Backfill = Field(default_factory=Backfill)
+    late_data: LateData | None = None
+    retries: int = Field(default=3, ge=0, le=10, description="Retries of transient failures")
+    retry_delay: PositiveDuration = Field(
+        default=timedelta(seconds=10), description="First retry delay (doubles each time)"
+    )
 
     @model_validator(mode="before")
     @classmethod
