@@ -90,7 +90,7 @@ def build_late_data_sensor(spec: CollectorSpec, job: AssetJob) -> dg.SensorDefin
     return _late
 
 
-def alert_payload(run: dg.DagsterRun, message: str) -> dict[str, Any]:
+def alert_payload(run: dg.DagsterRun, message: str, failed_steps: list[str]) -> dict[str, Any]:
     """One structured alert: collector(s), partition(s), error."""
     tags = run.tags
     partition = tags.get("dagster/partition") or (
@@ -98,7 +98,7 @@ def alert_payload(run: dg.DagsterRun, message: str) -> dict[str, Any]:
         if "dagster/asset_partition_range_start" in tags
         else None
     )
-    assets = sorted(k.to_user_string() for k in run.asset_selection or [])
+    assets = sorted(k.to_user_string() for k in run.asset_selection or []) or sorted(failed_steps)
     return {
         "alert": "signals_dagster.run_failure",
         "run_id": run.run_id,
@@ -125,13 +125,15 @@ def run_failure_alerts(context: dg.RunFailureSensorContext) -> None:
     """Write one structured alert per failed run; POST it where signals.yaml says."""
     from signals_dagster.settings import load_settings
 
+    failures = context.get_step_failure_events()
     errors = [
         event.step_failure_data.error.message.strip()
-        for event in context.get_step_failure_events()
+        for event in failures
         if event.step_failure_data.error is not None
     ]
     message = "; ".join(errors) or context.failure_event.message or "run failed"
-    payload = alert_payload(context.dagster_run, message)
+    steps = [event.step_key for event in failures if event.step_key]
+    payload = alert_payload(context.dagster_run, message, steps)
     context.log.error(json.dumps(payload, sort_keys=True))
     http = load_settings().alerts.http
     if http is not None:

@@ -105,10 +105,20 @@ def _on_connect(backend: str, timeout_ms: int) -> Callable[[Any, Any], None] | N
     return {"mysql": mysql, "mariadb": mysql, "sqlite": sqlite, "duckdb": duckdb}.get(backend)
 
 
+# SQLSTATE classes that a retry cannot fix: authorisation, unknown database, syntax/access,
+# data exceptions, unsupported features.
+_PERMANENT_SQLSTATES = ("28", "3D", "42", "22", "0A")
+
+
+def is_transient(kind_ok: bool, orig: object) -> bool:
+    """A lost or refused connection, a timeout, a serialisation failure: worth a retry."""
+    sqlstate = str(getattr(orig, "sqlstate", None) or "")
+    return kind_ok and not sqlstate.startswith(_PERMANENT_SQLSTATES)
+
+
 def _is_transient(exc: sa.exc.DBAPIError) -> bool:
-    return isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and not isinstance(
-        exc, sa.exc.ProgrammingError
-    )
+    kind_ok = isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError)
+    return is_transient(kind_ok and not isinstance(exc, sa.exc.ProgrammingError), exc.orig)
 
 
 class SqlSource:
@@ -243,7 +253,8 @@ class SqlSession:
         import psycopg
 
         detail = redact(str(exc).strip())
-        transient = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        kind_ok = isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+        transient = is_transient(kind_ok, exc)
         return SourceError(f"{redact(self.source.uri)}: {detail}", transient=transient)
 
     def _rows(self, result: sa.CursorResult[Any], watchdog: Any) -> Iterator[tuple[Any, ...]]:
