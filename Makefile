@@ -24,6 +24,7 @@ demo: install  ## (Re)create the demo shop database in .demo/
 
 dev: demo  ## Open the Dagster UI on the embedded demo (http://127.0.0.1:3000)
 	mkdir -p $(DAGSTER_HOME_DEV)
+	cp dev/dagster.yaml $(DAGSTER_HOME_DEV)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_DEV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
 test: install  ## Run the whole test suite (starts the servers it needs)
