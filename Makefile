@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DAGSTER_HOME_DEV := $(CURDIR)/.dagster_home
 PORT ?= 3000
 
-.PHONY: help install demo dev test lint bench clean
+.PHONY: help install demo dev servers test lint bench clean
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
@@ -27,7 +27,15 @@ dev: demo  ## Open the Dagster UI on the embedded demo (http://127.0.0.1:3000)
 	cp dev/dagster.yaml $(DAGSTER_HOME_DEV)/dagster.yaml
 	DAGSTER_HOME=$(DAGSTER_HOME_DEV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
-test: install  ## Run the whole test suite (starts the servers it needs)
+servers:  ## Install the test servers Debian provides (Prometheus) when missing
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  echo "installing prometheus (apt-get)"; \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q || echo "apt-get update failed; trying the install anyway"; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends prometheus; }
+
+test: install servers  ## Run the whole test suite (starts the servers it needs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 lint: install  ## ruff + mypy

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from signals_dagster.spec.models import CollectorSpec
-from signals_dagster.spec.sources import SqlConfig
+from signals_dagster.spec.sources import MongoConfig, PrometheusConfig, SqlConfig
 from signals_dagster.spec.sqltext import bind_params, collector_kind, mentions_grain
 from signals_dagster.window import Window
 
@@ -55,6 +55,14 @@ def query_shape(spec: CollectorSpec) -> QueryShape:
     config = spec.source.config
     if isinstance(config, SqlConfig):
         return QueryShape(collector_kind(bind_params(config.sql)), mentions_grain(config.sql))
+    if isinstance(config, MongoConfig):  # these modules import their drivers lazily
+        from signals_dagster.sources.mongodb import mongo_kind, outputs_grain
+
+        return QueryShape(mongo_kind(config), outputs_grain(config.agg))
+    if isinstance(config, PrometheusConfig):
+        from signals_dagster.sources.prometheus import prometheus_kind
+
+        return QueryShape(prometheus_kind(config), False)
     return QueryShape("snapshot", False)
 
 
@@ -65,6 +73,14 @@ def open_source(spec: CollectorSpec) -> Source:
         from signals_dagster.sources.sql import SqlSource
 
         return SqlSource(source.config.uri, source.config.sql, source.config.timeout)
+    if isinstance(source.config, MongoConfig):
+        from signals_dagster.sources.mongodb import MongoSource
+
+        return MongoSource(source.config)
+    if isinstance(source.config, PrometheusConfig):
+        from signals_dagster.sources.prometheus import PrometheusSource
+
+        return PrometheusSource(source.config, spec.partitions.timezone)
     raise NotImplementedError(
         f"source type {source.type!r} is validated but cannot run yet in this version"
     )

@@ -104,6 +104,16 @@ def _keys(value: object) -> list[str]:
     return []
 
 
+# Start of the period `$__range` spans, ending at window_end (sources/prometheus.py).
+TIME_EXPRESSIONS = (
+    "$window_start",
+    "$start_of_hour",
+    "$start_of_day",
+    "$start_of_week",
+    "$start_of_month",
+)
+
+
 class PrometheusTime(Model):
     """signals-collector's `time` block (accepted for compatibility)."""
 
@@ -124,6 +134,13 @@ class PrometheusConfig(Model):
     @classmethod
     def _uri(cls, value: str) -> str:
         return check_http_uri(value)
+
+    @field_validator("time_expression")
+    @classmethod
+    def _time_expression(cls, value: str | None) -> str | None:
+        if value is not None and value.strip() not in TIME_EXPRESSIONS:
+            raise ValueError(f"time_expression must be one of {', '.join(TIME_EXPRESSIONS)}")
+        return value.strip() if value is not None else None
 
 
 class _Source(Model):
