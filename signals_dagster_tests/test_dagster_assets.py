@@ -158,6 +158,7 @@ def test_password_never_reaches_metadata_or_logs(tmp_path: Path) -> None:
         """
 name: pg.secret
 metric: {name: pg.secret, type: COUNT}
+retries: 0
 source:
   type: postgres
   config:
