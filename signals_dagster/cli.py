@@ -1,9 +1,11 @@
-"""The `signals` command: validate collector files, invoke one collector for one window."""
+"""The `signals` command: validate collector files, invoke one collector for one window,
+redrive records from an audit log."""
 
+import contextlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import click
 
@@ -54,8 +56,36 @@ def invoke(file: str, partition: str | None, dry_run: bool) -> None:
     )
     from signals_dagster.invoke import invoke_collector
 
-    try:
+    with _reported_errors():
         invoke_collector(file, partition, dry_run, sys.stdout)
+
+
+@main.command()
+@click.argument("audit_file", type=click.Path())
+@click.option("--collector", "collector_file", required=True, help="The collector's YAML file.")
+@click.option("--sink", "sink_name", required=True, help="Name of one of the collector's sinks.")
+@click.option("--partition", "partition", help="Only this partition, e.g. 2026-02-10.")
+def redrive(audit_file: str, collector_file: str, sink_name: str, partition: str | None) -> None:
+    """Re-send a collector's records from a file-sink audit log to one of its sinks, unchanged
+    (same uuids; the latest copy of each)."""
+    logging.basicConfig(
+        level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(levelname)s %(message)s"
+    )
+    from signals_dagster.redrive import describe
+    from signals_dagster.redrive import redrive as run_redrive
+
+    with _reported_errors():
+        report = run_redrive(audit_file, collector_file, sink_name, partition)
+        for line in describe(report, audit_file, partition):
+            click.echo(line)
+
+
+@contextlib.contextmanager
+def _reported_errors() -> Iterator[None]:
+    """Spec problems and collector errors as plain lines (exit 1); anything else in one line
+    (exit 2), with the traceback under SIGNALS_DEBUG=1."""
+    try:
+        yield
     except SpecError as exc:
         _print_problems(exc)
         sys.exit(1)

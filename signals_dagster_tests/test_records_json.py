@@ -1,0 +1,165 @@
+"""The fast record serialiser gives exactly the text of json.dumps over to_dicts."""
+
+import json
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pytest
+
+from signals_dagster.records import (
+    RECORD_COLUMNS,
+    empty_records,
+    from_dicts,
+    to_dicts,
+    to_json_lines,
+    to_json_values,
+)
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    frame = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+    frame["value"] = frame["value"].astype("float64")
+    for column in ("timestamp", "grain_datetime"):
+        frame[column] = pd.Series(
+            [pd.Timestamp(v) for v in frame[column]], dtype="datetime64[ns, UTC]"
+        )
+    return frame
+
+
+def _slow(frame: pd.DataFrame) -> list[str]:
+    return [json.dumps(r, separators=(",", ":")) for r in to_dicts(frame)]
+
+
+T0 = datetime(2026, 1, 2, 0, 15, 3, 120000, tzinfo=UTC)
+G0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+VALUES = [
+    0.0,
+    -0.0,
+    1.0,
+    -7.0,
+    3.25,
+    0.1,
+    1 / 3,
+    1e-7,
+    123456789.125,
+    2.0**53,
+    2.0**53 - 1,
+    -(2.0**53) + 1,
+    1e20,
+    1.5e300,
+    float("nan"),
+    float("inf"),
+    float("-inf"),
+]
+TAGS = [
+    {},
+    {"env": "prod"},
+    {"customer": "acme", "env": "prod"},
+    {"b": "2", "a": "1"},  # insertion order is kept, as json.dumps keeps it
+    {"city": "Zürich", "emoji": "📈"},
+    {"quote": 'say "hi"', "slash": "a\\b", "ctl": "tab\there\nnl"},
+    {"braces": "},{", "more": "{}", "comma": '","'},
+    {"weird": '\\",'},
+]
+
+
+def test_matches_json_dumps_on_awkward_values_and_tags() -> None:
+    rows = []
+    for i, value in enumerate(VALUES):
+        for j, tags in enumerate(TAGS):
+            rows.append(
+                {
+                    "uuid": f"00000000-0000-5000-8000-{i:06d}{j:06d}",
+                    "name": "shop.revenue" if (i + j) % 2 else "shop.ünits",
+                    "value": value,
+                    "type": "GAUGE" if j % 2 else "COUNT",
+                    "tags": tags,
+                    "timestamp": T0 + timedelta(milliseconds=i),
+                    "grain_datetime": G0 + timedelta(days=j),
+                }
+            )
+    frame = _frame(rows)
+    assert to_json_values(frame) == _slow(frame)
+
+
+@pytest.mark.parametrize(
+    "uuid",
+    ["not-a-uuid with space", 'quo"te', "ünï", "back\\slash"],
+)
+def test_uuids_that_need_escaping(uuid: str) -> None:
+    frame = _frame(
+        [
+            {
+                "uuid": uuid,
+                "name": "m",
+                "value": 1.0,
+                "type": "COUNT",
+                "tags": {},
+                "timestamp": T0,
+                "grain_datetime": G0,
+            },
+            {
+                "uuid": "plain-0",
+                "name": "m",
+                "value": 2.5,
+                "type": "COUNT",
+                "tags": {"k": "v"},
+                "timestamp": T0,
+                "grain_datetime": G0,
+            },
+        ]
+    )
+    assert to_json_values(frame) == _slow(frame)
+
+
+def test_tags_that_are_not_plain_string_dicts() -> None:
+    class Tags(dict):  # a dict subclass: the C encoder handles it as a dict
+        pass
+
+    frame = _frame(
+        [
+            {
+                "uuid": "a",
+                "name": "m",
+                "value": 1.0,
+                "type": "COUNT",
+                "tags": Tags(x="1"),
+                "timestamp": T0,
+                "grain_datetime": G0,
+            },
+            {
+                "uuid": "b",
+                "name": "m",
+                "value": 1.0,
+                "type": "COUNT",
+                "tags": {"nested": {"a": 1}, "n": 2},
+                "timestamp": T0,
+                "grain_datetime": G0,
+            },
+        ]
+    )
+    assert to_json_values(frame) == _slow(frame)
+
+
+def test_empty_and_round_trip() -> None:
+    assert to_json_values(empty_records()) == []
+    assert to_json_lines(empty_records()) == ""
+    frame = _frame(
+        [
+            {
+                "uuid": f"u{i}",
+                "name": "m",
+                "value": i / 4,
+                "type": "GAUGE",
+                "tags": {"i": str(i)},
+                "timestamp": T0,
+                "grain_datetime": G0,
+            }
+            for i in range(10)
+        ]
+    )
+    lines = to_json_lines(frame)
+    assert lines.splitlines() == _slow(frame)
+    again = from_dicts(json.loads(line) for line in lines.splitlines())
+    assert to_json_values(again) == to_json_values(frame)
