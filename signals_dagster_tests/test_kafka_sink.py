@@ -2,6 +2,8 @@
 
 import json
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -444,3 +446,27 @@ def test_resource_settings_are_checked_too() -> None:
     resource = KafkaProducerResource(settings={"acks": "1"})
     with pytest.raises(ValueError, match="acks"):
         resource.producer(KafkaConfig(brokers=["127.0.0.1:1"], topic="t"))
+
+
+def test_signals_invoke_writes_to_kafka(kafka_broker: TansuBroker, shop: dict[str, Path]) -> None:
+    topic = unique_topic("invoke")
+    path = write_collector(shop, kafka_broker.bootstrap, topic, allow_auto_topic_creation=True)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "signals_dagster.cli",
+            "invoke",
+            str(path),
+            "--partition",
+            "2026-02-05",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    printed = result.stdout.splitlines()
+    messages = consume_all(kafka_broker.bootstrap, topic, expected=len(printed))
+    assert sorted(m.value().decode() for m in messages) == sorted(printed)
+    assert "sink kafka (kafka)" in result.stderr
