@@ -2,8 +2,13 @@
 
 import os
 
+import dagster as dg
+
 from signals_dagster.catalog import collectors_dir, load_catalog
+from signals_dagster.derived import derived_definitions
 from signals_dagster.orchestration.factory import build_definitions
 
 _DIR = os.path.abspath(collectors_dir())
-defs = build_definitions(load_catalog(_DIR), _DIR)
+_CATALOG = load_catalog(_DIR)
+# Derived assets (demo: a weekly rollup) are added only when their upstream collector exists.
+defs = dg.Definitions.merge(build_definitions(_CATALOG, _DIR), derived_definitions(_CATALOG))

@@ -27,15 +27,18 @@ def invoke_collector(file: str, partition: str | None, dry_run: bool, stdout: Te
     (collected,) = collect(spec, [window])
     stdout.write(to_json_lines(collected.records))
     stdout.flush()
-    for name, sink in spec.sinks.items():
-        if isinstance(sink, ConsoleSink) or dry_run:
-            continue
-        writer = open_writer(sink)
-        try:
+    writers = {}
+    try:
+        # Open (and check: S3 bucket...) every sink before writing any: nothing half-written.
+        for name, sink in spec.sinks.items():
+            if not (isinstance(sink, ConsoleSink) or dry_run):
+                writers[name] = open_writer(sink)
+        for name, writer in writers.items():
             result = writer.write(spec, window.key, collected.records)
-        finally:
+            log.info("sink %s (%s): %s", name, spec.sinks[name].type, result)
+    finally:
+        for writer in writers.values():
             writer.close()
-        log.info("sink %s (%s): %s", name, sink.type, result)
     log.info(
         "%d record(s) from %d row(s) in %.3fs%s",
         len(collected.records),

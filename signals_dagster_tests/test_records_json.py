@@ -163,3 +163,41 @@ def test_empty_and_round_trip() -> None:
     assert lines.splitlines() == _slow(frame)
     again = from_dicts(json.loads(line) for line in lines.splitlines())
     assert to_json_values(again) == to_json_values(frame)
+
+
+UNIFORM_TAGS = [
+    # every record has the same keys in the same order: built key by key
+    [{"customer": f"c{i}", "env": "prod"} for i in range(6)],
+    [{"env": "prod", "customer": f"c{i}", "region": "eu", "shard": str(i % 2)} for i in range(6)],
+    [{"city": "Zürich", "q": 'say "hi"', "n": f"{i}"} for i in range(6)],  # static, escaped
+    [{"k": f"v{i}"} for i in range(6)],
+    [{"only": "static"} for _ in range(6)],
+    [{} for _ in range(6)],
+    # not plain: falls back to the general path
+    [{"customer": f"c{i}\u00e9", "env": "prod"} for i in range(6)],
+    [{"customer": f'c"{i}', "env": "prod"} for i in range(6)],
+    [{"customer": f"c{i}\\", "env": "prod"} for i in range(6)],
+    [{"customer": f"c{i}\x7f", "env": "prod"} for i in range(6)],
+    [{"a": "1", "b": "2"}] * 5 + [{"b": "2", "a": "1"}],  # same keys, another order
+    [{"a": "1"}] * 5 + [{"a": "1", "b": "2"}],
+    [{"n": i} for i in range(6)],  # not strings
+]
+
+
+@pytest.mark.parametrize("tags", UNIFORM_TAGS)
+@pytest.mark.parametrize("same_window", [True, False])
+def test_matches_json_dumps_on_uniform_tags(tags: list[dict], same_window: bool) -> None:
+    rows = [
+        {
+            "uuid": f"u-{i}",
+            "name": "m" if same_window else f"m{i % 2}",
+            "value": i * 0.5,
+            "type": "COUNT",
+            "tags": t,
+            "timestamp": T0,
+            "grain_datetime": G0 if same_window else G0 + timedelta(days=i),
+        }
+        for i, t in enumerate(tags)
+    ]
+    frame = _frame(rows)
+    assert to_json_values(frame) == _slow(frame)

@@ -1,7 +1,8 @@
 """The sinks IO manager: writes each partition's records to every sink of a collector."""
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import dagster as dg
 import pandas as pd
@@ -14,7 +15,7 @@ from signals_dagster.orchestration.partitions import window_for_key
 from signals_dagster.records import empty_records
 from signals_dagster.sinks import open_writer
 from signals_dagster.spec.models import CollectorSpec
-from signals_dagster.spec.sinks import FileSink
+from signals_dagster.spec.sinks import FileSink, S3Sink
 
 
 def split_by_partition(
@@ -28,8 +29,32 @@ def split_by_partition(
     return parts
 
 
+def sink_metadata(name: str, result: Mapping[str, object]) -> dict[str, Any]:
+    """A sink's confirmation as metadata: the whole of it as JSON, and each figure on its own."""
+    metadata: dict[str, Any] = {f"sink_{name}": json.dumps(result, default=str)}
+    for field, value in result.items():
+        if isinstance(value, str | int | float) and not isinstance(value, bool):
+            metadata[f"sink_{name}_{field}"] = value  # numbers are plotted across partitions
+    return metadata
+
+
+def _add_partition_metadata(context: dg.OutputContext, key: str, metadata: dict[str, Any]) -> bool:
+    """Attach metadata to one partition's materialisation (False outside a real step)."""
+    try:
+        step = context.step_context
+    except dg.DagsterInvariantViolationError:
+        return False
+    step.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
+    return True
+
+
+def _failure(exc: CollectorError) -> Exception:
+    """Transient sink faults stay plain (the RetryPolicy retries them); others fail at once."""
+    return exc if exc.transient else dg.Failure(description=str(exc), allow_retries=False)
+
+
 class SinksIOManager(dg.ConfigurableIOManager):
-    """Writes a collector's records to each of its sinks; reads them back from a file sink."""
+    """Writes a collector's records to each of its sinks; reads them back from S3 or a file."""
 
     collectors_dir: str = Field(description="Folder the collector was loaded from")
     collector: str = Field(description="Collector name")
@@ -43,27 +68,49 @@ class SinksIOManager(dg.ConfigurableIOManager):
         parts: list[tuple[str | None, pd.DataFrame]] = [(None, obj)]
         if context.has_asset_partitions:
             parts = list(split_by_partition(spec, context.asset_partition_keys, obj))
-        written: dict[str, str] = {}
-        for sink_name, sink in spec.sinks.items():
-            writer = open_writer(sink, clients=sink_clients())
-            try:
+        written: dict[str, Any] = {}
+        writers = {}
+        try:
+            # Open (and check: S3 bucket...) every sink before writing to any of them, so a
+            # misconfigured sink fails the run with nothing written elsewhere.
+            for sink_name, sink in spec.sinks.items():
+                writers[sink_name] = open_writer(sink, clients=sink_clients())
+            for sink_name, writer in writers.items():
                 results = [writer.write(spec, key, records) for key, records in parts]
-            finally:
+                # One line per sink, not per partition: every log line is an event-log row.
+                context.log.info(
+                    f"sink {sink_name} ({spec.sinks[sink_name].type}): "
+                    f"{sum(len(r) for _, r in parts)} record(s) "
+                    f"in {len(parts)} partition(s) confirmed"
+                )
+                for (key, _), result in zip(parts, results, strict=True):
+                    metadata = sink_metadata(sink_name, result)
+                    if key is None or not _add_partition_metadata(context, key, metadata):
+                        written.update(metadata)
+        except CollectorError as exc:
+            raise _failure(exc) from None
+        finally:
+            for writer in writers.values():
                 writer.close()
-            # One line per sink, not per partition: every log line is an event-log row.
-            context.log.info(
-                f"sink {sink_name} ({sink.type}): {sum(len(r) for _, r in parts)} record(s) "
-                f"in {len(parts)} partition(s) confirmed"
-            )
-            written[f"sink_{sink_name}"] = json.dumps(results[-1], default=str)
         context.add_output_metadata({"sinks_written": len(spec.sinks), **written})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        """Read the partition(s) back from the collector's file sink (latest record per uuid)."""
+        """Read the partition(s) back: from the S3 sink if any, else the file sink."""
         spec = self._spec()
+        s3 = next((s for s in spec.sinks.values() if isinstance(s, S3Sink)), None)
+        if s3 is not None:
+            from signals_dagster.sinks.s3 import read_partitions
+
+            keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
+            try:
+                return read_partitions(s3.config, spec, keys, sink_clients().s3)
+            except CollectorError as exc:
+                raise _failure(exc) from None
         sink = next((s for s in spec.sinks.values() if isinstance(s, FileSink)), None)
         if sink is None:
-            raise CollectorError(f"collector {spec.name} has no sink that can be read back (file)")
+            raise CollectorError(
+                f"collector {spec.name} has no sink that can be read back (s3, file)"
+            )
         from signals_dagster.sinks.file import read_records
 
         records = read_records(sink.config.path)

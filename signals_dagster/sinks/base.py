@@ -62,4 +62,10 @@ def open_writer(
         from signals_dagster.sinks.file import FileWriter
 
         return FileWriter(sink.config.path)
+    if sink.type == "s3":
+        from signals_dagster.sinks.s3 import S3Writer
+        from signals_dagster.spec.sinks import S3Sink
+
+        assert isinstance(sink, S3Sink)
+        return S3Writer(sink.config, clients.s3 if clients else None)  # checks the bucket
     raise NotImplementedError(f"sink type {sink.type!r} is validated but cannot write yet")

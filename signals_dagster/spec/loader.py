@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from signals_dagster.errors import Problem, SpecError
 from signals_dagster.spec import templating, yamlpos
 from signals_dagster.spec.checks import check_spec
+from signals_dagster.spec.credentials import literal_credentials
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.yamlpos import Positions
 
@@ -119,6 +120,10 @@ def parse_text(
         return None, pos, problems
     located = [
         Problem(file, pos.line_for(path), _dotted(path), msg) for path, msg in check_spec(spec)
+    ]
+    located += [
+        Problem(file, pos.line_for(path), _dotted(path), msg)
+        for path, msg in literal_credentials(text, spec, pos)
     ]
     return (None if located else spec), pos, located
 

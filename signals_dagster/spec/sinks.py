@@ -2,7 +2,7 @@
 
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, field_validator
+from pydantic import AfterValidator, Field, SecretStr, field_validator, model_validator
 
 from signals_dagster.spec.base import Model
 from signals_dagster.spec.fields import PositiveDuration
@@ -85,11 +85,36 @@ class S3Config(Model):
     format: Literal["parquet", "jsonl"] = "parquet"
     endpoint_url: str | None = None
     region: str | None = None
+    retries: int = Field(default=4, ge=0, le=10, description="retries after the first attempt")
+    # Normally absent (the AWS credential chain); when given, only as {{ getEnv "VAR" }}
+    # (checked on the file text by spec/credentials.py).
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_session_token: SecretStr | None = None
 
     @field_validator("endpoint_url")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         return None if value is None else check_http_uri(value)
+
+    @model_validator(mode="after")
+    def _key_pair(self) -> "S3Config":
+        has_id = self.aws_access_key_id is not None
+        has_secret = self.aws_secret_access_key is not None
+        if has_id != has_secret or (self.aws_session_token is not None and not has_id):
+            raise ValueError(
+                "aws_access_key_id and aws_secret_access_key go together (aws_session_token "
+                "needs both); leave all of them out to use the AWS credential chain"
+            )
+        return self
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if value and any(part in ("", ".", "..") for part in value.split("/")):
+            raise ValueError(f"prefix {value!r} has an empty, '.' or '..' segment")
+        return value
 
 
 class ConsoleSink(Model):
