@@ -11,6 +11,7 @@ import pandas as pd
 from signals_dagster.catalog import Catalog
 from signals_dagster.collect import Collected, collect
 from signals_dagster.errors import CollectorError
+from signals_dagster.orchestration.failures import as_failure
 from signals_dagster.orchestration.io_manager import SinksIOManager
 from signals_dagster.orchestration.partitions import current_window, partitions_def, window_for_key
 from signals_dagster.orchestration.schedules import build_schedule, build_subhour_trigger
@@ -53,8 +54,15 @@ def sample_table(records: pd.DataFrame) -> dg.MetadataValue:
     return dg.MetadataValue.table(records=rows, schema=schema)
 
 
-def partition_metadata(item: Collected, facts: AssetFacts) -> dict[str, object]:
-    """Per-partition materialisation metadata (figures, the redacted query, a sample)."""
+# A ranged run stores one materialisation per partition: past this many partitions each one
+# carries only its figures (the query is in the asset's definition, samples would be thousands).
+DETAILED_PARTITIONS = 31
+
+
+def partition_metadata(item: Collected, facts: AssetFacts, detailed: bool) -> dict[str, object]:
+    """Per-partition materialisation metadata (figures; the redacted query and a sample)."""
+    if not detailed:
+        return dict(item.metadata())
     return {
         **item.metadata(),
         "query": facts.metadata["query"],
@@ -75,13 +83,6 @@ def _run(spec: CollectorSpec, context: dg.AssetExecutionContext) -> list[Collect
         return collect(spec, windows)
     except CollectorError as exc:
         raise as_failure(exc) from None
-
-
-def as_failure(exc: CollectorError) -> Exception:
-    """Transient faults stay plain exceptions (the RetryPolicy retries them); others do not."""
-    if exc.transient:
-        return exc
-    return dg.Failure(description=str(exc), allow_retries=False)
 
 
 def subhour_window(spec: CollectorSpec, kind: str, now: datetime | None = None) -> Window:
@@ -142,13 +143,14 @@ def _asset(
     def _collector(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
         collected = _run(spec, context)
         if pdef is not None:
+            detailed = len(collected) <= DETAILED_PARTITIONS
             for item in collected:
                 context.add_asset_metadata(
-                    partition_metadata(item, facts), partition_key=item.window.key
+                    partition_metadata(item, facts, detailed), partition_key=item.window.key
                 )
             metadata: dict[str, object] = {}
         else:
-            metadata = partition_metadata(collected[0], facts)
+            metadata = partition_metadata(collected[0], facts, detailed=True)
         frames = [c.records for c in collected if len(c.records)]
         records = pd.concat(frames, ignore_index=True) if frames else empty_records()
         return dg.Output(records, metadata=metadata)  # type: ignore[arg-type]

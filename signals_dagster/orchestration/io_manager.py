@@ -11,6 +11,7 @@ from pydantic import Field
 from signals_dagster.catalog import load_catalog
 from signals_dagster.errors import CollectorError
 from signals_dagster.orchestration.clients import sink_clients
+from signals_dagster.orchestration.failures import as_failure
 from signals_dagster.orchestration.partitions import window_for_key
 from signals_dagster.records import empty_records
 from signals_dagster.sinks import open_writer
@@ -22,11 +23,15 @@ def split_by_partition(
     spec: CollectorSpec, keys: Sequence[str], records: pd.DataFrame
 ) -> list[tuple[str, pd.DataFrame]]:
     """One (key, records) pair per partition, matched on grain_datetime = window start."""
-    parts = []
-    for key in keys:
-        start = pd.Timestamp(window_for_key(spec, key).grain_datetime)
-        parts.append((key, records[records["grain_datetime"] == start].reset_index(drop=True)))
-    return parts
+    groups = {
+        start: frame.reset_index(drop=True)
+        for start, frame in records.groupby("grain_datetime", sort=False)
+    }
+    empty = records.iloc[0:0]
+    return [
+        (key, groups.get(pd.Timestamp(window_for_key(spec, key).grain_datetime), empty))
+        for key in keys
+    ]
 
 
 def sink_metadata(name: str, result: Mapping[str, object]) -> dict[str, Any]:
@@ -46,11 +51,6 @@ def _add_partition_metadata(context: dg.OutputContext, key: str, metadata: dict[
         return False
     step.add_asset_metadata(metadata, asset_key=context.asset_key, partition_key=key)
     return True
-
-
-def _failure(exc: CollectorError) -> Exception:
-    """Transient sink faults stay plain (the RetryPolicy retries them); others fail at once."""
-    return exc if exc.transient else dg.Failure(description=str(exc), allow_retries=False)
 
 
 class SinksIOManager(dg.ConfigurableIOManager):
@@ -76,7 +76,12 @@ class SinksIOManager(dg.ConfigurableIOManager):
             for sink_name, sink in spec.sinks.items():
                 writers[sink_name] = open_writer(sink, clients=sink_clients())
             for sink_name, writer in writers.items():
-                results = [writer.write(spec, key, records) for key, records in parts]
+                write_many = getattr(writer, "write_many", None)
+                results = (
+                    write_many(spec, parts)
+                    if write_many is not None
+                    else [writer.write(spec, key, records) for key, records in parts]
+                )
                 # One line per sink, not per partition: every log line is an event-log row.
                 context.log.info(
                     f"sink {sink_name} ({spec.sinks[sink_name].type}): "
@@ -88,7 +93,7 @@ class SinksIOManager(dg.ConfigurableIOManager):
                     if key is None or not _add_partition_metadata(context, key, metadata):
                         written.update(metadata)
         except CollectorError as exc:
-            raise _failure(exc) from None
+            raise as_failure(exc) from None
         finally:
             for writer in writers.values():
                 writer.close()
@@ -105,7 +110,7 @@ class SinksIOManager(dg.ConfigurableIOManager):
             try:
                 return read_partitions(s3.config, spec, keys, sink_clients().s3)
             except CollectorError as exc:
-                raise _failure(exc) from None
+                raise as_failure(exc) from None
         sink = next((s for s in spec.sinks.values() if isinstance(s, FileSink)), None)
         if sink is None:
             raise CollectorError(

@@ -1,5 +1,6 @@
 """Grain + partitions settings → Dagster partitions, and partition keys → windows."""
 
+import functools
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -15,8 +16,11 @@ MINUTE_FMT = "%Y-%m-%d-%H:%M"
 
 def partitions_def(spec: CollectorSpec) -> dg.TimeWindowPartitionsDefinition | None:
     """The time-window partitions of a collector; None for sub-hour grains (not partitioned)."""
-    grain = spec.metric.grain
-    start, tz = spec.partitions.start, spec.partitions.timezone
+    return _partitions_def(spec.metric.grain, spec.partitions.start, spec.partitions.timezone)
+
+
+@functools.lru_cache(maxsize=256)
+def _partitions_def(grain: str, start: str, tz: str) -> dg.TimeWindowPartitionsDefinition | None:
     if grain == MONTH:
         return dg.MonthlyPartitionsDefinition(start_date=start, timezone=tz)
     delta = grain_timedelta(grain)

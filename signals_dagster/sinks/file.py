@@ -3,6 +3,7 @@
 import fcntl
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -13,7 +14,7 @@ from signals_dagster.spec.models import CollectorSpec
 
 
 class FileWriter:
-    """Appends one partition's records in a single write, then fsyncs."""
+    """Appends records as JSON lines: one locked write and one fsync per call."""
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
@@ -21,8 +22,15 @@ class FileWriter:
     def write(
         self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame
     ) -> dict[str, object]:
-        """Append all lines with one write() call and fsync before confirming."""
-        data = to_json_lines(records).encode()
+        """Append one partition's lines with a single write() and fsync before confirming."""
+        return self.write_many(spec, [(partition_key, records)])[0]
+
+    def write_many(
+        self, spec: CollectorSpec, parts: Sequence[tuple[str | None, pd.DataFrame]]
+    ) -> list[dict[str, object]]:
+        """Append every partition of a run at once (all or nothing), then fsync once."""
+        blocks = [to_json_lines(records).encode() for _, records in parts]
+        data = b"".join(blocks)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -41,7 +49,8 @@ class FileWriter:
                 os.close(fd)
         except OSError as exc:
             raise SinkError(f"cannot append to {self.path}: {exc.strerror or exc}") from None
-        return {"path": str(self.path.resolve()), "bytes": len(data)}
+        path = str(self.path.resolve())
+        return [{"path": path, "bytes": len(block)} for block in blocks]
 
     def close(self) -> None:
         """Nothing to release."""
