@@ -64,6 +64,76 @@ def _tag(value: Any) -> str:
     return str(value)
 
 
+class RecordBuilder:
+    """Turns result rows into records for one or many windows, building one DataFrame at the end."""
+
+    def __init__(self, spec: CollectorSpec, columns: Sequence[str]) -> None:
+        self.columns = [str(c) for c in columns]
+        lowered = [c.lower() for c in self.columns]
+        if "value" not in lowered:
+            raise CollectorError(
+                "the query result has no 'value' column "
+                f"(columns: {', '.join(self.columns) or 'none'})"
+            )
+        self.value_index = lowered.index("value")
+        self.tag_indexes = [i for i, c in enumerate(lowered) if c not in RESERVED_COLUMNS]
+        self.static = spec.metric.static_tags
+        for i in self.tag_indexes:
+            if self.columns[i] in self.static:
+                raise CollectorError(
+                    f"column {self.columns[i]!r} clashes with the static tag of the same name"
+                )
+        self.name, self.kind = spec.metric.name, spec.metric.type
+        self.uuids: list[str] = []
+        self.values: list[float] = []
+        self.tags: list[dict[str, str]] = []
+        self.grains: list[int] = []  # ns since the epoch, UTC
+
+    def add(self, grain_datetime: datetime, rows: Iterable[Sequence[Any]]) -> tuple[int, int]:
+        """Add one window's rows; return (source rows, rows dropped for a NULL value)."""
+        columns, value_index = self.columns, self.value_index
+        seen: dict[str, int] = {}
+        count = dropped = 0
+        for row in rows:
+            count += 1
+            value = _number(row[value_index], columns[value_index])
+            if value is None:
+                dropped += 1
+                continue
+            tags = {columns[i]: _tag(row[i]) for i in self.tag_indexes}
+            tags.update(self.static)
+            record_id = record_uuid(self.name, tags, grain_datetime)
+            if record_id in seen:
+                raise CollectorError(
+                    f"result rows {seen[record_id]} and {count} have the same tags {tags}: every "
+                    "row must have a distinct tag set (group by every non-value column)"
+                )
+            seen[record_id] = count
+            self.uuids.append(record_id)
+            self.values.append(value)
+            self.tags.append(tags)
+        self.grains += [pd.Timestamp(grain_datetime).value] * len(seen)
+        return count, dropped
+
+    def frame(self, collected_at: datetime) -> pd.DataFrame:
+        """Every record added so far, as one DataFrame."""
+        size = len(self.uuids)
+        return pd.DataFrame(
+            {
+                "uuid": self.uuids,
+                "name": [self.name] * size,
+                "value": pd.Series(self.values, dtype="float64"),
+                "type": [self.kind] * size,
+                "tags": self.tags,
+                "timestamp": pd.Series(
+                    [pd.Timestamp(collected_at)] * size, dtype="datetime64[ns, UTC]"
+                ),
+                "grain_datetime": pd.to_datetime(pd.Series(self.grains, dtype="int64"), utc=True),
+            },
+            columns=RECORD_COLUMNS,
+        )
+
+
 def build_records(
     spec: CollectorSpec,
     grain_datetime: datetime,
@@ -72,49 +142,9 @@ def build_records(
     collected_at: datetime,
 ) -> tuple[pd.DataFrame, int, int]:
     """Rows → records DataFrame; also return source row count and rows dropped for a NULL value."""
-    columns = [str(c) for c in columns]
-    lowered = [c.lower() for c in columns]
-    if "value" not in lowered:
-        raise CollectorError(
-            f"the query result has no 'value' column (columns: {', '.join(columns) or 'none'})"
-        )
-    value_index = lowered.index("value")
-    tag_indexes = [i for i, c in enumerate(lowered) if c not in RESERVED_COLUMNS]
-    static = spec.metric.static_tags
-    for i in tag_indexes:
-        if columns[i] in static:
-            raise CollectorError(
-                f"column {columns[i]!r} clashes with the static tag of the same name"
-            )
-    name, kind = spec.metric.name, spec.metric.type
-    out: list[dict[str, Any]] = []
-    seen: dict[str, int] = {}
-    count = dropped = 0
-    for row in rows:
-        count += 1
-        value = _number(row[value_index], columns[value_index])
-        if value is None:
-            dropped += 1
-            continue
-        tags = {columns[i]: _tag(row[i]) for i in tag_indexes}
-        tags.update(static)
-        record_id = record_uuid(name, tags, grain_datetime)
-        if record_id in seen:
-            raise CollectorError(
-                f"result rows {seen[record_id]} and {count} have the same tags {tags}: every row "
-                "must have a distinct tag set (group by every non-value column)"
-            )
-        seen[record_id] = count
-        out.append({"uuid": record_id, "name": name, "value": value, "type": kind, "tags": tags})
-    frame = pd.DataFrame(out, columns=RECORD_COLUMNS[:5])
-    frame["value"] = frame["value"].astype("float64")
-    frame["timestamp"] = pd.Series(
-        [pd.Timestamp(collected_at)] * len(frame), dtype="datetime64[ns, UTC]"
-    )
-    frame["grain_datetime"] = pd.Series(
-        [pd.Timestamp(grain_datetime)] * len(frame), dtype="datetime64[ns, UTC]"
-    )
-    return frame, count, dropped
+    builder = RecordBuilder(spec, columns)
+    count, dropped = builder.add(grain_datetime, rows)
+    return builder.frame(collected_at), count, dropped
 
 
 def empty_records() -> pd.DataFrame:
@@ -168,12 +198,18 @@ _PLAIN = re.compile(r"[ !#-\[\]-~]*")  # printable ASCII but " and \: JSON text 
 
 def _uuid_texts(uuids: list[Any]) -> list[str]:
     """What goes between the quotes of each uuid (escaped only when it has to be)."""
-    if all(type(u) is str for u in uuids) and _UUID_SAFE.fullmatch("".join(uuids)):
-        return uuids
+    try:
+        if _UUID_SAFE.fullmatch("".join(uuids)):
+            return uuids
+    except TypeError:  # not all text
+        pass
     return [encode_basestring_ascii(str(u))[1:-1] for u in uuids]
 
 
-def _tags_by_column(tags: list[Any]) -> list[str] | None:
+Tags = tuple[str, list[str] | None, str]  # constant head, per-record text (None: none), tail
+
+
+def _tags_by_column(tags: list[Any]) -> Tags | None:
     """What goes between the braces of each tags object, built key by key when every record has
     the same keys in the same order and plain-text values (None otherwise). A key whose value is
     the same everywhere (a static tag) costs nothing per record."""
@@ -181,30 +217,32 @@ def _tags_by_column(tags: list[Any]) -> list[str] | None:
     if keys is None or not all(type(t) is dict and tuple(t) == keys for t in tags):
         return None
     count = len(tags)
-    texts: list[str] | None = None
+    head, texts = "", None
     pending = ""  # constant text since the last per-record value
     for index, key in enumerate(keys):
         column = [t[key] for t in tags]
-        head = ("," if index else "") + encode_basestring_ascii(key) + ":"
+        prefix = pending + ("," if index else "") + encode_basestring_ascii(key) + ":"
         first = column[0]
         if type(first) is str and column.count(first) == count:
-            pending += head + encode_basestring_ascii(first)
+            pending = prefix + encode_basestring_ascii(first)
             continue
-        if not (all(type(v) is str for v in column) and _PLAIN.fullmatch("".join(column))):
+        try:
+            if not _PLAIN.fullmatch("".join(column)):
+                return None
+        except TypeError:  # not all text
             return None
-        prefix = pending + head + '"'
         if texts is None:
-            texts = [prefix + value for value in column]
+            head, texts = prefix + '"', column
         else:
-            texts = [f"{text}{prefix}{value}" for text, value in zip(texts, column, strict=True)]
+            texts = [f'{text}{prefix}"{value}' for text, value in zip(texts, column, strict=True)]
         pending = '"'
     if texts is None:
-        return [pending] * count
-    return [text + pending for text in texts] if pending else texts
+        return pending, None, ""
+    return head, texts, pending
 
 
-def _tags_texts(tags: list[Any]) -> list[str]:
-    """What goes between the braces of each tags object."""
+def _tags_texts(tags: list[Any]) -> Tags:
+    """What goes between the braces of each tags object: head + text + tail."""
     by_column = _tags_by_column(tags)
     if by_column is not None:
         return by_column
@@ -215,8 +253,8 @@ def _tags_texts(tags: list[Any]) -> list[str]:
     n = len(tags)
     # With exactly one brace pair per record every "},{" is a boundary between two records.
     if text is not None and text.count("{") == n and text.count("}") == n:
-        return text[2:-2].split("},{")
-    return [_dumps(dict(t))[1:-1] for t in tags]
+        return "", text[2:-2].split("},{"), ""
+    return "", [_dumps(dict(t))[1:-1] for t in tags], ""
 
 
 def _value_texts(values: pd.Series) -> list[str]:
@@ -254,14 +292,15 @@ def to_json_values(frame: pd.DataFrame) -> list[str]:
         return []
     uuids = _uuid_texts(frame["uuid"].tolist())
     values = _value_texts(frame["value"])
-    tags = _tags_texts(frame["tags"].tolist())
+    head, tags, tail = _tags_texts(frame["tags"].tolist())
+    tags = tags or [""] * count
     name, kind = _distinct_texts(frame["name"], _dumps), _distinct_texts(frame["type"], _dumps)
     stamp = _distinct_texts(frame["timestamp"], _timestamp_text)
     grain = _distinct_texts(frame["grain_datetime"], _grain_text)
     if all(isinstance(c, str) for c in (name, kind, stamp, grain)):  # one window, one run
         middle = f'","name":{name},"value":'
-        before_tags = f',"type":{kind},"tags":{{'
-        end = f'}},"timestamp":{stamp},"grain_datetime":{grain}}}'
+        before_tags = f',"type":{kind},"tags":{{{head}'
+        end = f'{tail}}},"timestamp":{stamp},"grain_datetime":{grain}}}'
         return [
             f'{{"uuid":"{u}{middle}{v}{before_tags}{t}{end}'
             for u, v, t in zip(uuids, values, tags, strict=True)
@@ -271,7 +310,7 @@ def to_json_values(frame: pd.DataFrame) -> list[str]:
     )
     columns = zip(uuids, names, values, kinds, tags, stamps, grains, strict=True)
     return [
-        f'{{"uuid":"{u}","name":{n},"value":{v},"type":{k},"tags":{{{t}}},'
+        f'{{"uuid":"{u}","name":{n},"value":{v},"type":{k},"tags":{{{head}{t}{tail}}},'
         f'"timestamp":{ts},"grain_datetime":{g}}}'
         for u, n, v, k, t, ts, g in columns
     ]

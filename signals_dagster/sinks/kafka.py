@@ -288,7 +288,7 @@ class KafkaWriter:
                     if not self._produce_when_room(pending, serialised.build_one):
                         stalled = True
                         break
-                sent += 1
+            sent += keys.index(key) if stalled else len(keys)  # uuids are unique in a window
             producer.poll(0)  # serve failure reports (and logs) as they come
         unanswered = producer.flush(self.timeout + GRACE) if sent else 0
         elapsed = time.monotonic() - started
