@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from signals_dagster.errors import CollectorError
-from signals_dagster.records import build_records
+from signals_dagster.records import RecordBuilder, build_records
 from signals_dagster.sources import Fetched, Source, SourceSession, open_source
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.window import Window, check_window
@@ -141,14 +141,26 @@ def _collect_range(
                     "grain in the collector's timezone)"
                 )
             buckets[instant].append(row)
-    share = (time.perf_counter() - started) / len(windows)
-    results = []
+    builder = RecordBuilder(spec, columns)
+    counts = {}
     for window in windows:
         try:
-            records, rows, nulls = build_records(
-                spec, window.grain_datetime, columns, buckets[window.grain_datetime], now
-            )
+            counts[window.key] = builder.add(window.grain_datetime, buckets[window.grain_datetime])
         except CollectorError as exc:
             raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
-        results.append(Collected(window, records, rows, nulls, share))
-    return results
+    frame = builder.frame(now)
+    empty = frame.iloc[0:0]
+    groups = {
+        start: part.reset_index(drop=True)
+        for start, part in frame.groupby("grain_datetime", sort=False)
+    }
+    share = (time.perf_counter() - started) / len(windows)
+    return [
+        Collected(
+            window,
+            groups.get(pd.Timestamp(window.grain_datetime), empty),
+            *counts[window.key],
+            share,
+        )
+        for window in windows
+    ]
