@@ -3,7 +3,7 @@
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -130,9 +130,15 @@ def _collect_range(
     grain_index = lowered.index("grain_datetime")
     buckets: dict[datetime, list[Sequence[Any]]] = {w.grain_datetime: [] for w in windows}
     tz = ZoneInfo(spec.partitions.timezone)
+    instants: dict[Any, datetime] = {}  # a range has few distinct grains: convert each once
     with _closing(fetched):
         for row in fetched.rows:
-            instant = _grain_instant(row[grain_index], tz)
+            raw = row[grain_index]
+            instant = instants.get(raw) if isinstance(raw, Hashable) else None
+            if instant is None:
+                instant = _grain_instant(raw, tz)
+                if isinstance(raw, Hashable):
+                    instants[raw] = instant
             if instant not in buckets:
                 raise CollectorError(
                     f"{spec.name}, {span.describe()}: a row has grain_datetime "

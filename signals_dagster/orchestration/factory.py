@@ -12,7 +12,7 @@ from signals_dagster.catalog import Catalog
 from signals_dagster.collect import Collected, collect
 from signals_dagster.errors import CollectorError
 from signals_dagster.orchestration.failures import as_failure
-from signals_dagster.orchestration.io_manager import SinksIOManager
+from signals_dagster.orchestration.io_manager import DETAILED_PARTITIONS, SinksIOManager
 from signals_dagster.orchestration.partitions import current_window, partitions_def, window_for_key
 from signals_dagster.orchestration.schedules import build_schedule, build_subhour_trigger
 from signals_dagster.orchestration.sensors import build_late_data_sensor, run_failure_alerts
@@ -52,11 +52,6 @@ def sample_table(records: pd.DataFrame) -> dg.MetadataValue:
         ]
     )
     return dg.MetadataValue.table(records=rows, schema=schema)
-
-
-# A ranged run stores one materialisation per partition: past this many partitions each one
-# carries only its figures (the query is in the asset's definition, samples would be thousands).
-DETAILED_PARTITIONS = 31
 
 
 def partition_metadata(item: Collected, facts: AssetFacts, detailed: bool) -> dict[str, object]:

@@ -18,6 +18,9 @@ from signals_dagster.sinks import open_writer
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.sinks import FileSink, S3Sink
 
+# Past this many partitions in one run, per-partition metadata keeps only the figures.
+DETAILED_PARTITIONS = 31
+
 
 def split_by_partition(
     spec: CollectorSpec, keys: Sequence[str], records: pd.DataFrame
@@ -88,6 +91,10 @@ class SinksIOManager(dg.ConfigurableIOManager):
                     f"{sum(len(r) for _, r in parts)} record(s) "
                     f"in {len(parts)} partition(s) confirmed"
                 )
+                if len(parts) > DETAILED_PARTITIONS:  # a long range: the run's summary only
+                    total = {"partitions": len(parts), "records": sum(len(r) for _, r in parts)}
+                    written.update(sink_metadata(sink_name, total))
+                    continue
                 for (key, _), result in zip(parts, results, strict=True):
                     metadata = sink_metadata(sink_name, result)
                     if key is None or not _add_partition_metadata(context, key, metadata):
