@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pandas as pd
 
 from signals_dagster.errors import CollectorError
-from signals_dagster.records import RecordBuilder, build_records
+from signals_dagster.records import RecordBuilder
 from signals_dagster.sources import Fetched, Source, SourceSession, open_source
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.window import Window, check_window
@@ -65,7 +65,7 @@ def collect(
             for first in range(0, len(windows), size):
                 results += _collect_range(spec, session, windows[first : first + size], now)
         else:
-            results += [_collect_window(spec, session, window, now) for window in windows]
+            results += _collect_windows(spec, session, windows, now)
     for item in results:
         if item.null_values:
             log.warning(
@@ -83,19 +83,53 @@ def _closing(fetched: Fetched) -> Any:
     return contextlib.closing(fetched.rows) if close is not None else contextlib.nullcontext()
 
 
-def _collect_window(
-    spec: CollectorSpec, session: SourceSession, window: Window, now: datetime
-) -> Collected:
-    started = time.perf_counter()
-    fetched = session.fetch(window)
-    with _closing(fetched):
-        try:
-            records, rows, nulls = build_records(
-                spec, window.grain_datetime, fetched.columns, fetched.rows, now
-            )
-        except CollectorError as exc:
-            raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
-    return Collected(window, records, rows, nulls, time.perf_counter() - started)
+def _collect_windows(
+    spec: CollectorSpec, session: SourceSession, windows: Sequence[Window], now: datetime
+) -> list[Collected]:
+    """One query per window, over one session; the records are built as one DataFrame."""
+    builders: dict[tuple[str, ...], RecordBuilder] = {}
+    counts: dict[str, tuple[int, int]] = {}
+    seconds: dict[str, float] = {}
+    for window in windows:
+        started = time.perf_counter()
+        fetched = session.fetch(window)
+        with _closing(fetched):
+            try:
+                columns = tuple(str(c) for c in fetched.columns)
+                if columns not in builders:
+                    builders[columns] = RecordBuilder(spec, columns)
+                counts[window.key] = builders[columns].add(window.grain_datetime, fetched.rows)
+            except CollectorError as exc:
+                raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
+        seconds[window.key] = time.perf_counter() - started
+    frames = [builder.frame(now) for builder in builders.values()]
+    return _split(windows, pd.concat(frames) if len(frames) > 1 else frames[0], counts, seconds)
+
+
+def _split(
+    windows: Sequence[Window],
+    frame: pd.DataFrame,
+    counts: dict[str, tuple[int, int]],
+    seconds: dict[str, float],
+) -> list[Collected]:
+    """One Collected per window, cut from the records of all of them by grain_datetime."""
+    if len(windows) == 1:
+        groups = {pd.Timestamp(windows[0].grain_datetime): frame.reset_index(drop=True)}
+    else:
+        groups = {
+            start: part.reset_index(drop=True)
+            for start, part in frame.groupby("grain_datetime", sort=False)
+        }
+    empty = frame.iloc[0:0]
+    return [
+        Collected(
+            window,
+            groups.get(pd.Timestamp(window.grain_datetime), empty),
+            *counts[window.key],
+            seconds[window.key],
+        )
+        for window in windows
+    ]
 
 
 def _grain_instant(value: Any, tz: ZoneInfo) -> datetime:
@@ -148,25 +182,11 @@ def _collect_range(
                 )
             buckets[instant].append(row)
     builder = RecordBuilder(spec, columns)
-    counts = {}
+    counts: dict[str, tuple[int, int]] = {}
     for window in windows:
         try:
             counts[window.key] = builder.add(window.grain_datetime, buckets[window.grain_datetime])
         except CollectorError as exc:
             raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
-    frame = builder.frame(now)
-    empty = frame.iloc[0:0]
-    groups = {
-        start: part.reset_index(drop=True)
-        for start, part in frame.groupby("grain_datetime", sort=False)
-    }
     share = (time.perf_counter() - started) / len(windows)
-    return [
-        Collected(
-            window,
-            groups.get(pd.Timestamp(window.grain_datetime), empty),
-            *counts[window.key],
-            share,
-        )
-        for window in windows
-    ]
+    return _split(windows, builder.frame(now), counts, dict.fromkeys(counts, share))

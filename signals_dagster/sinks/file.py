@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from signals_dagster.errors import SinkError
-from signals_dagster.records import to_json_lines
+from signals_dagster.records import to_json_lines, to_json_values
 from signals_dagster.spec.models import CollectorSpec
 
 
@@ -29,7 +29,15 @@ class FileWriter:
         self, spec: CollectorSpec, parts: Sequence[tuple[str | None, pd.DataFrame]]
     ) -> list[dict[str, object]]:
         """Append every partition of a run at once (all or nothing), then fsync once."""
-        blocks = [to_json_lines(records).encode() for _, records in parts]
+        if len(parts) == 1:
+            blocks = [to_json_lines(parts[0][1]).encode()]
+        else:  # serialise the run at once: per-call costs would dominate small partitions
+            lines = to_json_values(pd.concat([records for _, records in parts]))
+            blocks, first = [], 0
+            for _, records in parts:
+                last = first + len(records)
+                blocks.append("".join(f"{line}\n" for line in lines[first:last]).encode())
+                first = last
         data = b"".join(blocks)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
