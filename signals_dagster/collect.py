@@ -102,34 +102,41 @@ def _collect_windows(
             except CollectorError as exc:
                 raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
         seconds[window.key] = time.perf_counter() - started
-    frames = [builder.frame(now) for builder in builders.values()]
-    return _split(windows, pd.concat(frames) if len(frames) > 1 else frames[0], counts, seconds)
+    if not builders:
+        return []
+    return _split(windows, list(builders.values()), now, counts, seconds)
 
 
 def _split(
     windows: Sequence[Window],
-    frame: pd.DataFrame,
+    builders: Sequence[RecordBuilder],
+    now: datetime,
     counts: dict[str, tuple[int, int]],
     seconds: dict[str, float],
 ) -> list[Collected]:
-    """One Collected per window, cut from the records of all of them by grain_datetime."""
-    if len(windows) == 1:
-        groups = {pd.Timestamp(windows[0].grain_datetime): frame.reset_index(drop=True)}
-    else:
-        groups = {
-            start: part.reset_index(drop=True)
-            for start, part in frame.groupby("grain_datetime", sort=False)
+    """One Collected per window, cut from the records of all of them."""
+    if len(builders) == 1 and all(span[0] >= 0 for span in builders[0].spans.values()):
+        # Each window's records are one contiguous run of rows: slice, do not group.
+        frame, spans = builders[0].frame(now), builders[0].spans
+        parts = {
+            window.key: frame.iloc[slice(*spans.get(_ns(window), (0, 0)))]
+            for window in windows
         }
-    empty = frame.iloc[0:0]
+    else:
+        frame = pd.concat([builder.frame(now) for builder in builders])
+        groups = {start.value: part for start, part in frame.groupby("grain_datetime")}
+        empty = frame.iloc[0:0]
+        parts = {
+            window.key: groups.get(_ns(window), empty).reset_index(drop=True) for window in windows
+        }
     return [
-        Collected(
-            window,
-            groups.get(pd.Timestamp(window.grain_datetime), empty),
-            *counts[window.key],
-            seconds[window.key],
-        )
+        Collected(window, parts[window.key], *counts[window.key], seconds[window.key])
         for window in windows
     ]
+
+
+def _ns(window: Window) -> int:
+    return int(pd.Timestamp(window.grain_datetime).value)
 
 
 def _grain_instant(value: Any, tz: ZoneInfo) -> datetime:
@@ -189,4 +196,4 @@ def _collect_range(
         except CollectorError as exc:
             raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
     share = (time.perf_counter() - started) / len(windows)
-    return _split(windows, builder.frame(now), counts, dict.fromkeys(counts, share))
+    return _split(windows, [builder], now, counts, dict.fromkeys(counts, share))

@@ -24,8 +24,23 @@ RESERVED_COLUMNS = ("value", "grain_datetime")
 
 def record_uuid(name: str, tags: dict[str, str], grain_datetime: datetime) -> str:
     """UUIDv5 of (metric name, sorted tags, grain_datetime)."""
-    key = json.dumps([name, sorted(tags.items()), iso_z(grain_datetime)], separators=(",", ":"))
-    return str(uuid.uuid5(RECORD_NAMESPACE, key))
+    return _UuidKey(name, grain_datetime).uuid(tags)
+
+
+class _UuidKey:
+    """The uuid key's constant parts for one (metric, grain): only the tags change per record.
+
+    The key is json.dumps([name, sorted tags, grain iso], separators=(",", ":")), written as
+    prefix + dumps(sorted tags) + suffix, which is the same text.
+    """
+
+    def __init__(self, name: str, grain_datetime: datetime) -> None:
+        self.prefix = f"[{json.dumps(name)},"
+        self.suffix = f",{json.dumps(iso_z(grain_datetime))}]"
+
+    def uuid(self, tags: dict[str, str]) -> str:
+        items = json.dumps(sorted(tags.items()), separators=(",", ":"))
+        return str(uuid.uuid5(RECORD_NAMESPACE, f"{self.prefix}{items}{self.suffix}"))
 
 
 def iso_z(moment: datetime, millis: bool = False) -> str:
@@ -88,12 +103,14 @@ class RecordBuilder:
         self.values: list[float] = []
         self.tags: list[dict[str, str]] = []
         self.grains: list[int] = []  # ns since the epoch, UTC
+        self.spans: dict[int, tuple[int, int]] = {}  # grain (ns) -> its rows [first, last)
 
     def add(self, grain_datetime: datetime, rows: Iterable[Sequence[Any]]) -> tuple[int, int]:
         """Add one window's rows; return (source rows, rows dropped for a NULL value)."""
         columns, value_index = self.columns, self.value_index
         seen: dict[str, int] = {}
         count = dropped = 0
+        key = _UuidKey(self.name, grain_datetime)
         for row in rows:
             count += 1
             value = _number(row[value_index], columns[value_index])
@@ -102,7 +119,7 @@ class RecordBuilder:
                 continue
             tags = {columns[i]: _tag(row[i]) for i in self.tag_indexes}
             tags.update(self.static)
-            record_id = record_uuid(self.name, tags, grain_datetime)
+            record_id = key.uuid(tags)
             if record_id in seen:
                 raise CollectorError(
                     f"result rows {seen[record_id]} and {count} have the same tags {tags}: every "
@@ -112,7 +129,10 @@ class RecordBuilder:
             self.uuids.append(record_id)
             self.values.append(value)
             self.tags.append(tags)
-        self.grains += [pd.Timestamp(grain_datetime).value] * len(seen)
+        grain = pd.Timestamp(grain_datetime).value
+        first = len(self.grains)
+        self.grains += [grain] * len(seen)
+        self.spans[grain] = (first, len(self.grains)) if grain not in self.spans else (-1, -1)
         return count, dropped
 
     def frame(self, collected_at: datetime) -> pd.DataFrame:
