@@ -119,8 +119,7 @@ def _split(
         # Each window's records are one contiguous run of rows: slice, do not group.
         frame, spans = builders[0].frame(now), builders[0].spans
         parts = {
-            window.key: frame.iloc[slice(*spans.get(_ns(window), (0, 0)))]
-            for window in windows
+            window.key: frame.iloc[slice(*spans.get(_ns(window), (0, 0)))] for window in windows
         }
     else:
         frame = pd.concat([builder.frame(now) for builder in builders])
