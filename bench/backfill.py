@@ -46,20 +46,16 @@ Targets (exit code 1 when one fails):
 """
 
 import argparse
-import contextlib
 import cProfile
 import io
 import json
 import os
 import pstats
-import shutil
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
@@ -68,15 +64,24 @@ from typing import Any
 
 import dagster as dg
 import psycopg
+from common import (
+    collector_yaml,
+    discard_stderr,
+    dsn,
+    load_orders,
+    medians,
+    rotated,
+    scratch_dir,
+    throwaway_database,
+    timed,
+)
 
 from signals_dagster.catalog import load_catalog
 from signals_dagster.collect import collect
 from signals_dagster.orchestration.factory import build_definitions
 from signals_dagster.orchestration.partitions import window_for_key
 
-HOST, PORT, USER = "127.0.0.1", 5432, "postgres"
 ROOT = Path(__file__).resolve().parents[1]
-ACCOUNTS = 50
 DAYS = 365
 FIRST_KEY, LAST_KEY = "2025-01-01", "2025-12-31"
 YEAR = (datetime(2025, 1, 1, tzinfo=UTC), datetime(2026, 1, 1, tzinfo=UTC))
@@ -103,32 +108,6 @@ RANGE_TAGS = {
 }
 TARGET_FACTOR, TARGET_SPEEDUP = 2.0, 50.0
 
-COLLECTOR_YAML = """\
-name: {name}
-description: Backfill benchmark, {description}
-metric:
-  name: {metric}
-  type: GAUGE
-  grain: 24h
-  unit: USD
-  tags:
-    - key: env
-      value: bench
-partitions:
-  start: '{start}'
-source:
-  type: postgres
-  config:
-    uri: 'postgresql://{user}@{host}:{port}/{database}'
-    sql: |
-      {sql}
-sinks:
-  audit:
-    type: file
-    config:
-      path: '{audit}'
-"""
-
 Record = tuple[str, float]  # (uuid, value)
 
 
@@ -148,31 +127,6 @@ class Collector:
         return "".join(c if c.isalnum() or c == "_" else "_" for c in self.name)
 
 
-def dsn(database: str) -> str:
-    """libpq connection string for a database of the benchmark server."""
-    return f"host={HOST} port={PORT} user={USER} dbname={database}"
-
-
-def load_orders(database: str, rows: int) -> None:
-    """orders(id, created_at, account, status, amount): evenly over 2025, ACCOUNTS accounts."""
-    with psycopg.connect(dsn(database), autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE orders (id bigint NOT NULL, created_at timestamptz NOT NULL, "
-            "account text NOT NULL, status text NOT NULL, amount numeric(12, 2) NOT NULL)"
-        )
-        conn.execute(
-            "INSERT INTO orders SELECT i, "
-            "timestamptz '2025-01-01 00:00:00+00' + (i::float8 / %(n)s * 365) * interval '1 day', "
-            "'acct_' || lpad(((i * 7919) %% %(accounts)s)::text, 2, '0'), "
-            "(ARRAY['paid', 'paid', 'paid', 'refunded', 'pending'])[1 + i %% 5], "
-            "((i * 104729) %% 100000)::numeric / 100 "
-            "FROM generate_series(0::bigint, %(last)s::bigint) AS i",
-            {"n": rows, "accounts": ACCOUNTS, "last": rows - 1},
-        )
-        conn.execute("CREATE INDEX orders_created_at ON orders (created_at)")
-        conn.execute("VACUUM ANALYZE orders")
-
-
 def table_facts(database: str) -> tuple[int, int, int]:
     """Rows, days and accounts in the table."""
     with psycopg.connect(dsn(database)) as conn:
@@ -190,18 +144,6 @@ def floor_query(database: str) -> list[tuple[Any, ...]]:
         return conn.execute(FLOOR_SQL, {"start": YEAR[0], "end": YEAR[1]}).fetchall()
 
 
-@contextlib.contextmanager
-def discard_stderr() -> Iterator[None]:
-    """Dagster's default console logger still formats every event; its output is dropped."""
-    saved = sys.stderr
-    with open(os.devnull, "w") as devnull:
-        sys.stderr = devnull
-        try:
-            yield
-        finally:
-            sys.stderr = saved
-
-
 def read_audit(path: Path) -> list[dict[str, Any]]:
     """The records a file sink received."""
     with path.open(encoding="utf-8") as handle:
@@ -214,13 +156,6 @@ def by_day(records: list[dict[str, Any]]) -> dict[str, set[Record]]:
     for r in records:
         days.setdefault(r["grain_datetime"][:10], set()).add((r["uuid"], float(r["value"])))
     return days
-
-
-def timed(fn: Callable[[], object]) -> float:
-    """Seconds one call takes."""
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 class Bench:
@@ -253,14 +188,11 @@ class Bench:
         }
         for key, c in self.collectors.items():
             (self.folder / f"{key}.yaml").write_text(
-                COLLECTOR_YAML.format(
+                collector_yaml(
                     name=c.name,
-                    description=c.description,
+                    description=f"Backfill benchmark, {c.description}",
                     metric=c.metric,
                     start=FIRST_KEY,
-                    user=USER,
-                    host=HOST,
-                    port=PORT,
                     database=database,
                     sql=c.sql,
                     audit=c.audit,
@@ -284,9 +216,7 @@ class Bench:
 
     def run_floor(self) -> float:
         """(a) the one GROUP BY through psycopg."""
-        started = time.perf_counter()
-        rows = floor_query(self.database)
-        seconds = time.perf_counter() - started
+        seconds, rows = timed(floor_query, self.database)
         if len(rows) != self.expected:
             raise AssertionError(f"floor: {len(rows)} groups, expected {self.expected}")
         self.floor = {(g.astimezone(UTC).date().isoformat(), a): v for g, a, v in rows}
@@ -297,9 +227,7 @@ class Bench:
         collector = self.collectors[key]
         collector.audit.unlink(missing_ok=True)
         instance = dg.DagsterInstance.ephemeral()
-        started = time.perf_counter()
-        result = self.jobs[key].execute_in_process(instance=instance, **kwargs)
-        seconds = time.perf_counter() - started
+        seconds, result = timed(self.jobs[key].execute_in_process, instance=instance, **kwargs)
         if not result.success:
             raise AssertionError(f"{collector.name}: run failed")
         records = read_audit(collector.audit)
@@ -352,9 +280,9 @@ class Bench:
             "--partition",
             day,
         ]
-        started = time.perf_counter()
-        done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
-        seconds = time.perf_counter() - started
+        seconds, done = timed(
+            subprocess.run, command, env=env, cwd=ROOT, capture_output=True, text=True
+        )
         if done.returncode:
             raise AssertionError(f"{' '.join(command)} failed:\n{done.stderr[-3000:]}")
         days = by_day(read_audit(collector.audit))
@@ -373,9 +301,7 @@ class Bench:
     def run_collect(self, key: str) -> float:
         """(b0) / (c0): collect() for the 365 windows, no Dagster."""
         spec = self.catalog.get(self.collectors[key].name)
-        started = time.perf_counter()
-        collected = collect(spec, self.windows[key])
-        seconds = time.perf_counter() - started
+        seconds, collected = timed(collect, spec, self.windows[key])
         count = sum(len(c.records) for c in collected)
         if count != self.expected:
             raise AssertionError(f"collect {key}: {count} records, expected {self.expected}")
@@ -393,7 +319,7 @@ class Bench:
             "e": lambda _: [self.run_backfill("trivial")],
             "b0": lambda _: [self.run_collect("range")],
             "c0": lambda _: [self.run_collect("window")],
-            "instance": lambda _: [timed(dg.DagsterInstance.ephemeral)],
+            "instance": lambda _: [timed(dg.DagsterInstance.ephemeral)[0]],
         }
 
     # -- checks -----------------------------------------------------------------------------
@@ -473,9 +399,7 @@ def noop_job() -> dg.JobDefinition:
 def run_noop(job: dg.JobDefinition) -> float:
     """(f) one run of the no-op asset over the 365 partitions."""
     instance = dg.DagsterInstance.ephemeral()
-    started = time.perf_counter()
-    result = job.execute_in_process(instance=instance, tags=RANGE_TAGS)
-    seconds = time.perf_counter() - started
+    seconds, result = timed(job.execute_in_process, instance=instance, tags=RANGE_TAGS)
     if not result.success or len(result.get_asset_materialization_events()) != DAYS:
         raise AssertionError("no-op run: expected a successful run with 365 materialisations")
     return seconds
@@ -490,8 +414,7 @@ def measure(bench: Bench, repeat: int, process_samples: int) -> dict[str, list[f
     times: dict[str, list[float]] = {name: [] for name in names}
     with discard_stderr():
         for round_ in range(repeat + 1):
-            shift = round_ % len(names)
-            for name in names[shift:] + names[:shift]:
+            for name in rotated(names, round_):
                 seconds = methods[name](round_ == 0)
                 if round_:
                     times[name] += seconds
@@ -500,7 +423,7 @@ def measure(bench: Bench, repeat: int, process_samples: int) -> dict[str, list[f
 
 def report(times: dict[str, list[float]]) -> bool:
     """Print medians, ratios and the two target checks; True when both pass."""
-    med = {name: statistics.median(values) for name, values in times.items()}
+    med = medians(times)
     a, b, c, fixed = med["a"], med["b"], med["c"], med["fixed"]
     d_inproc, d = med["d1"] * DAYS, med["dp"] * DAYS
     per_process = med["dp"] - med["d1"]  # what a run in its own process adds
@@ -595,12 +518,11 @@ def main() -> int:
         )
 
     started = time.perf_counter()
-    database = f"signals_bench_backfill_{os.getpid()}"
-    tmp = Path(tempfile.mkdtemp(prefix="signals_bench_"))
-    admin = psycopg.connect(dsn("postgres"), autocommit=True)
-    admin.execute(f'CREATE DATABASE "{database}"')
-    try:
-        load_orders(database, args.rows)
+    with (
+        scratch_dir("signals_bench_") as tmp,
+        throwaway_database("signals_bench_backfill") as database,
+    ):
+        load_orders(database, args.rows, index=True)
         loaded = time.perf_counter() - started
         total, days, accounts = table_facts(database)
         if days != DAYS:
@@ -630,10 +552,6 @@ def main() -> int:
             bench.profile("window")
         print(f"\ntotal wall {time.perf_counter() - started:.1f} s")
         return 0 if ok else 1
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        admin.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

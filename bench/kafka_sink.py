@@ -22,13 +22,11 @@ compared (same keys, same values). Exit code 1 below target.
 
 import argparse
 import os
-import shutil
 import signal
 import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -36,6 +34,7 @@ from pathlib import Path
 
 import dagster as dg
 import pandas as pd
+from common import rotated, scratch_dir, timed
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -44,6 +43,7 @@ from signals_dagster.orchestration.io_manager import SinksIOManager
 from signals_dagster.orchestration.partitions import partitions_def, window_for_key
 from signals_dagster.records import build_records, to_json_values
 from signals_dagster.sinks.kafka import HEADER_COLLECTOR, HEADER_PARTITION, producer_settings
+from signals_dagster.spec.sinks import KafkaConfig
 
 TARGET = 0.7
 PARTITION = "2026-01-01"
@@ -120,11 +120,13 @@ class Bench:
         self.admin = AdminClient({"bootstrap.servers": brokers})
         self.catalog = load_catalog(folder)
         self.spec = self.catalog.get(COLLECTOR)
-        self.config = self.spec.sinks["kafka"].config  # type: ignore[union-attr]
+        config = self.spec.sinks["kafka"].config
+        assert isinstance(config, KafkaConfig)
+        self.config = config
         # What the raw script gets ready before its clock starts: the very same bytes.
         self.values = [v.encode() for v in to_json_values(records)]
         self.keys = [u.encode() for u in records["uuid"]]
-        self.headers = [
+        self.headers: list[tuple[str, str | bytes | None]] = [
             (HEADER_COLLECTOR, COLLECTOR.encode()),
             (HEADER_PARTITION, PARTITION.encode()),
         ]
@@ -170,17 +172,15 @@ class Bench:
         topic = self.new_topic(method)
         os.environ[TOPIC_VAR] = topic
         call: Callable[[str], None] = getattr(self, method)
-        started = time.perf_counter()
-        call(topic)
-        return time.perf_counter() - started
+        return timed(call, topic)[0]
 
-    def read_back(self, topic: str) -> dict[bytes, bytes]:
+    def read_back(self, topic: str) -> dict[bytes | None, bytes | None]:
         """Key -> value of every message of a topic."""
         consumer = Consumer(
             {"bootstrap.servers": self.brokers, "group.id": "bench", "enable.auto.commit": False}
         )
         consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(3)])
-        out: dict[bytes, bytes] = {}
+        out: dict[bytes | None, bytes | None] = {}
         idle = time.monotonic()
         while len(out) < len(self.keys) and time.monotonic() - idle < 5:
             for message in consumer.consume(10_000, timeout=0.5):
@@ -198,65 +198,63 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds per method")
     parser.add_argument("--brokers", help="an existing broker (default: start tansu)")
     args = parser.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="signals_kbench_"))
-    proc = None
-    try:
-        brokers = args.brokers
-        if not brokers:
-            proc, brokers = start_tansu(tmp)
-        folder = tmp / "collectors"
-        folder.mkdir()
-        (folder / "bench.yaml").write_text(
-            YAML.format(name=COLLECTOR, db=tmp / "none.sqlite", brokers=brokers, var=TOPIC_VAR)
-        )
-        os.environ["SIGNALS_COLLECTORS_DIR"] = str(folder)
-        os.environ[TOPIC_VAR] = "bench-setup"
-        started = time.perf_counter()
-        records = make_records(args.records)
-        bench = Bench(brokers, str(folder), records)
-        size = sum(map(len, bench.values)) / len(bench.values)
-        print(
-            f"{len(records)} records, {size:.0f} B per value, built in "
-            f"{time.perf_counter() - started:.1f} s; broker {brokers} "
-            f"({'tansu started here' if proc else 'given'}); settings: idempotent, acks=all, "
-            f"{bench.config.compression}, linger 20 ms"
-        )
-        times: dict[str, list[float]] = {"raw": [], "ours": []}
-        for method in ("raw", "ours"):
-            bench.run(method)  # warm-up
-        for i in range(args.rounds):
-            order = ("raw", "ours") if i % 2 == 0 else ("ours", "raw")
-            for method in order:
-                seconds = bench.run(method)
-                times[method].append(seconds)
-                rate = len(records) / seconds
-                print(f"  round {i + 1} {method:4} {seconds:6.2f} s  {rate:9,.0f} rec/s")
-        got_raw = bench.read_back(bench.topics["raw"][-1])
-        got_ours = bench.read_back(bench.topics["ours"][-1])
-        same = got_raw == got_ours and len(got_ours) == len(records)
-        print(
-            f"read back: raw {len(got_raw)}, ours {len(got_ours)} messages; "
-            f"same keys and values: {same}"
-        )
-        n = len(records)
-        for label, pick in (("median", statistics.median), ("best", min)):
-            raw, ours = pick(times["raw"]), pick(times["ours"])
-            print(
-                f"{label:6} raw {raw:.2f} s ({n / raw:,.0f} rec/s), ours {ours:.2f} s "
-                f"({n / ours:,.0f} rec/s): ours/raw throughput = {raw / ours:.2f}"
+    with scratch_dir("signals_kbench_") as tmp:
+        proc = None
+        try:
+            brokers = args.brokers
+            if not brokers:
+                proc, brokers = start_tansu(tmp)
+            folder = tmp / "collectors"
+            folder.mkdir()
+            (folder / "bench.yaml").write_text(
+                YAML.format(name=COLLECTOR, db=tmp / "none.sqlite", brokers=brokers, var=TOPIC_VAR)
             )
-        ratio = min(times["raw"]) / min(times["ours"])
-        ok = ratio >= TARGET and same
-        print(
-            f"ratio ours/raw throughput (best of {args.rounds}) = {ratio:.2f} "
-            f"(target >= {TARGET}) -> {'PASS' if ok else 'FAIL'}"
-        )
-        return 0 if ok else 1
-    finally:
-        if proc is not None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+            os.environ["SIGNALS_COLLECTORS_DIR"] = str(folder)
+            os.environ[TOPIC_VAR] = "bench-setup"
+            started = time.perf_counter()
+            records = make_records(args.records)
+            bench = Bench(brokers, str(folder), records)
+            size = sum(map(len, bench.values)) / len(bench.values)
+            print(
+                f"{len(records)} records, {size:.0f} B per value, built in "
+                f"{time.perf_counter() - started:.1f} s; broker {brokers} "
+                f"({'tansu started here' if proc else 'given'}); settings: idempotent, acks=all, "
+                f"{bench.config.compression}, linger 20 ms"
+            )
+            times: dict[str, list[float]] = {"raw": [], "ours": []}
+            for method in ("raw", "ours"):
+                bench.run(method)  # warm-up
+            for i in range(args.rounds):
+                for method in rotated(("raw", "ours"), i):
+                    seconds = bench.run(method)
+                    times[method].append(seconds)
+                    rate = len(records) / seconds
+                    print(f"  round {i + 1} {method:4} {seconds:6.2f} s  {rate:9,.0f} rec/s")
+            got_raw = bench.read_back(bench.topics["raw"][-1])
+            got_ours = bench.read_back(bench.topics["ours"][-1])
+            same = got_raw == got_ours and len(got_ours) == len(records)
+            print(
+                f"read back: raw {len(got_raw)}, ours {len(got_ours)} messages; "
+                f"same keys and values: {same}"
+            )
+            n = len(records)
+            for label, pick in (("median", statistics.median), ("best", min)):
+                raw, ours = pick(times["raw"]), pick(times["ours"])
+                print(
+                    f"{label:6} raw {raw:.2f} s ({n / raw:,.0f} rec/s), ours {ours:.2f} s "
+                    f"({n / ours:,.0f} rec/s): ours/raw throughput = {raw / ours:.2f}"
+                )
+            ratio = min(times["raw"]) / min(times["ours"])
+            ok = ratio >= TARGET and same
+            print(
+                f"ratio ours/raw throughput (best of {args.rounds}) = {ratio:.2f} "
+                f"(target >= {TARGET}) -> {'PASS' if ok else 'FAIL'}"
+            )
+            return 0 if ok else 1
+        finally:
+            if proc is not None:
+                proc.send_signal(signal.SIGKILL)
+                proc.wait()
 
 
 if __name__ == "__main__":

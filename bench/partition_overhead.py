@@ -23,27 +23,32 @@ Exit code 1 when a scenario misses the target.
 """
 
 import argparse
-import contextlib
-import os
-import shutil
 import statistics
 import sys
-import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import dagster as dg
 import psycopg
+from common import (
+    ACCOUNTS,
+    collector_yaml,
+    discard_stderr,
+    dsn,
+    load_orders,
+    medians,
+    rotated,
+    scratch_dir,
+    throwaway_database,
+    timed,
+)
 
 from signals_dagster.catalog import load_catalog
 from signals_dagster.collect import collect
 from signals_dagster.orchestration.factory import build_definitions
 from signals_dagster.orchestration.partitions import window_for_key
 
-HOST, PORT, USER = "127.0.0.1", 5432, "postgres"
-ACCOUNTS = 50
 COLLECTOR = "bench.orders.revenue.daily"
 SQL = (
     "SELECT account AS customer, SUM(amount) AS value FROM orders "
@@ -53,63 +58,13 @@ RAW_SQL = SQL.replace(":window_start", "%(window_start)s").replace(":window_end"
 TARGET_FACTOR, TARGET_SLACK = 1.2, 0.5
 FIRST_DAY, DAY_STEP = date(2025, 1, 10), 35
 
-COLLECTOR_YAML = """\
-name: {name}
-description: Revenue per account and day (partition overhead benchmark)
-metric:
-  name: bench.orders.revenue
-  type: GAUGE
-  grain: 24h
-  unit: USD
-  tags:
-    - key: env
-      value: bench
-partitions:
-  start: '2025-01-01'
-source:
-  type: postgres
-  config:
-    uri: 'postgresql://{user}@{host}:{port}/{database}'
-    sql: |
-      {sql}
-sinks:
-  audit:
-    type: file
-    config:
-      path: '{audit}'
-"""
-
 Method = Callable[[str], int | None]
-
-
-def dsn(database: str) -> str:
-    """libpq connection string for a database of the benchmark server."""
-    return f"host={HOST} port={PORT} user={USER} dbname={database}"
 
 
 def day_bounds(day: str) -> tuple[datetime, datetime]:
     """[start, end) of a UTC day."""
     start = datetime.fromisoformat(day).replace(tzinfo=UTC)
     return start, start + timedelta(days=1)
-
-
-def load_orders(database: str, rows: int) -> None:
-    """orders(id, created_at, account, status, amount): evenly over 2025, ACCOUNTS accounts."""
-    with psycopg.connect(dsn(database), autocommit=True) as conn:
-        conn.execute(
-            "CREATE TABLE orders (id bigint NOT NULL, created_at timestamptz NOT NULL, "
-            "account text NOT NULL, status text NOT NULL, amount numeric(12, 2) NOT NULL)"
-        )
-        conn.execute(
-            "INSERT INTO orders SELECT i, "
-            "timestamptz '2025-01-01 00:00:00+00' + (i::float8 / %(n)s * 365) * interval '1 day', "
-            "'acct_' || lpad(((i * 7919) %% %(accounts)s)::text, 2, '0'), "
-            "(ARRAY['paid', 'paid', 'paid', 'refunded', 'pending'])[1 + i %% 5], "
-            "((i * 104729) %% 100000)::numeric / 100 "
-            "FROM generate_series(0::bigint, %(last)s::bigint) AS i",
-            {"n": rows, "accounts": ACCOUNTS, "last": rows - 1},
-        )
-        conn.execute("VACUUM ANALYZE orders")
 
 
 def set_index(database: str, indexed: bool) -> None:
@@ -148,18 +103,6 @@ def raw_query(database: str, day: str, server_side: bool = False) -> int:
                 cur.execute(RAW_SQL, params)
                 return len(cur.fetchall())
         return len(conn.execute(RAW_SQL, params).fetchall())
-
-
-@contextlib.contextmanager
-def discard_stderr() -> Iterator[None]:
-    """Dagster's default console logger still formats every event; its output is dropped."""
-    saved = sys.stderr
-    with open(os.devnull, "w") as devnull:
-        sys.stderr = devnull
-        try:
-            yield
-        finally:
-            sys.stderr = saved
 
 
 def record_count(result: dg.ExecuteInProcessResult, node: str) -> int:
@@ -209,16 +152,14 @@ def measure(methods: dict[str, Method], days: list[str], repeat: int) -> dict[st
     names = list(methods)
     with discard_stderr():
         for i, day in enumerate(days):
-            shift = i % len(names)
-            order = names[shift:] + names[:shift]
+            order = rotated(names, i)
             for name in order:
                 methods[name](day)
             for _ in range(repeat):
                 counts = set()
                 for name in order:
-                    started = time.perf_counter()
-                    count = methods[name](day)
-                    times[name].append(time.perf_counter() - started)
+                    seconds, count = timed(methods[name], day)
+                    times[name].append(seconds)
                     if count is not None:
                         counts.add(count)
                 if len(counts) != 1:
@@ -228,7 +169,7 @@ def measure(methods: dict[str, Method], days: list[str], repeat: int) -> dict[st
 
 def report(label: str, times: dict[str, list[float]]) -> bool:
     """Print medians, ratios and the target check; True when it passes."""
-    med = {name: statistics.median(values) for name, values in times.items()}
+    med = medians(times)
     raw = med["raw"]
     ours_name = min(("materialize", "job"), key=med.__getitem__)
     ours = med[ours_name]
@@ -278,22 +219,18 @@ def main() -> int:
         parser.error("need --rows >= 1000000, 1 <= --days <= 10, --repeat >= 1")
 
     started = time.perf_counter()
-    database = f"signals_bench_{os.getpid()}"
-    tmp = Path(tempfile.mkdtemp(prefix="signals_bench_"))
-    audit = tmp / "audit.jsonl"
-    admin = psycopg.connect(dsn("postgres"), autocommit=True)
-    admin.execute(f'CREATE DATABASE "{database}"')
-    try:
+    with scratch_dir("signals_bench_") as tmp, throwaway_database("signals_bench") as database:
+        audit = tmp / "audit.jsonl"
         load_orders(database, args.rows)
         loaded = time.perf_counter() - started
         collectors = tmp / "collectors"
         collectors.mkdir()
         (collectors / "orders.yaml").write_text(
-            COLLECTOR_YAML.format(
+            collector_yaml(
                 name=COLLECTOR,
-                user=USER,
-                host=HOST,
-                port=PORT,
+                description="Revenue per account and day (partition overhead benchmark)",
+                metric="bench.orders.revenue",
+                start="2025-01-01",
                 database=database,
                 sql=SQL,
                 audit=audit,
@@ -318,10 +255,6 @@ def main() -> int:
         print(f"\nfile sink: {written} records appended by the Dagster runs")
         print(f"total wall {time.perf_counter() - started:.1f} s")
         return 0 if all(results) else 1
-    finally:
-        admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        admin.close()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":
