@@ -85,8 +85,9 @@ class SinksIOManager(dg.ConfigurableIOManager):
         try:
             # Open (and check: S3 bucket...) every sink before writing to any of them, so a
             # misconfigured sink fails the run with nothing written elsewhere.
+            clients = sink_clients()
             for sink_name, sink in spec.sinks.items():
-                writers[sink_name] = open_writer(sink, clients=sink_clients())
+                writers[sink_name] = open_writer(sink, clients=clients)
             for sink_name, writer in writers.items():
                 write_many = getattr(writer, "write_many", None)
                 results = (

@@ -4,7 +4,6 @@ Sessions are read-only and carry a statement timeout; the window is bound as par
 """
 
 import os
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -23,9 +22,9 @@ from signals_dagster.sources.base import Fetched
 from signals_dagster.spec.sqltext import (
     bind_params,
     collector_kind,
+    escape_literal_colons,
     mentions_grain,
     normalize,
-    strip_literals,
 )
 from signals_dagster.window import Window
 
@@ -39,8 +38,6 @@ STREAM_BATCH = 1000
 # Engines (NullPool: no idle connections) are kept per URL so dialect set-up happens once.
 _ENGINES: dict[tuple[str, int], Engine] = {}
 _ENGINES_LOCK = threading.Lock()
-# SQLAlchemy's text() rule for a bind parameter (see spec/sqltext.py).
-_BIND = re.compile(r"(?<![:\w\\]):(\w+)(?!:)")
 
 
 def engine_url(uri: str) -> URL:
@@ -49,19 +46,6 @@ def engine_url(uri: str) -> URL:
     if url.drivername in _DRIVERS:
         url = url.set(drivername=_DRIVERS[url.drivername])
     return url
-
-
-def _text(sql: str) -> sa.TextClause:
-    """text() that leaves `:name` inside string literals and comments alone.
-
-    SQLAlchemy binds every `:name`, even in '...' or -- comments, so a comment mentioning
-    :window_start in an as-of query would demand a parameter the query does not use.
-    """
-    blanked = strip_literals(sql)
-    starts = [m.start() for m in _BIND.finditer(sql) if blanked[m.start()] != ":"]
-    for start in reversed(starts):
-        sql = sql[:start] + "\\" + sql[start:]
-    return sa.text(sql)
 
 
 def _bind(backend: str, window: Window, params: set[str]) -> dict[str, Any]:
@@ -127,7 +111,7 @@ class SqlSource:
     def __init__(self, uri: str, sql: str, timeout: timedelta) -> None:
         self.uri = uri
         self.sql = normalize(sql)
-        self.text = _text(self.sql)
+        self.text = sa.text(escape_literal_colons(self.sql))
         self.params = bind_params(sql)
         self.kind = collector_kind(self.params)
         self.range_capable = mentions_grain(sql)

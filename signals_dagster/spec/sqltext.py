@@ -26,6 +26,19 @@ def strip_literals(sql: str) -> str:
     return _LITERALS.sub(lambda m: " " * len(m.group(0)), sql)
 
 
+def escape_literal_colons(sql: str) -> str:
+    """Escape (`\\:`) every `:name` inside string literals and comments for SQLAlchemy text().
+
+    text() binds every `:name`, even in '...' or -- comments, so a comment mentioning
+    :window_start in an as-of query would demand a parameter the query does not use.
+    """
+    blanked = strip_literals(sql)
+    starts = [m.start() for m in _BIND.finditer(sql) if blanked[m.start()] != ":"]
+    for start in reversed(starts):
+        sql = sql[:start] + "\\" + sql[start:]
+    return sql
+
+
 def bind_params(sql: str) -> set[str]:
     """Names of the :name bind parameters the query uses."""
     return set(_BIND.findall(strip_literals(normalize(sql))))
