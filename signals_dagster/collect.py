@@ -3,16 +3,17 @@
 import contextlib
 import logging
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from signals_dagster.errors import CollectorError
-from signals_dagster.records import RecordBuilder
+from signals_dagster.records import RecordBuilder, empty_records, value_sum
 from signals_dagster.sources import Fetched, Source, SourceSession, open_source
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.window import Window, check_window
@@ -25,7 +26,7 @@ class Collected:
     """One window's records and how they were obtained."""
 
     window: Window
-    records: pd.DataFrame
+    records: pa.Table
     source_rows: int
     null_values: int
     query_seconds: float
@@ -34,7 +35,7 @@ class Collected:
         """Plain figures about the collection (plotted by the UI across partitions)."""
         return {
             "record_count": len(self.records),
-            "value_sum": float(self.records["value"].sum()) if len(self.records) else 0.0,
+            "value_sum": value_sum(self.records.column("value")),
             "source_rows": self.source_rows,
             "null_values_dropped": self.null_values,
             "query_seconds": round(self.query_seconds, 6),
@@ -79,8 +80,9 @@ def collect(
 
 def _closing(fetched: Fetched) -> Any:
     """Close a row stream (and its cursor) however the consumer ends."""
-    close = getattr(fetched.rows, "close", None)
-    return contextlib.closing(fetched.rows) if close is not None else contextlib.nullcontext()
+    stream: Any = fetched.batches if fetched.batches is not None else fetched.rows
+    close = getattr(stream, "close", None)
+    return contextlib.closing(stream) if close is not None else contextlib.nullcontext()
 
 
 def _collect_windows(
@@ -98,13 +100,19 @@ def _collect_windows(
                 columns = tuple(str(c) for c in fetched.columns)
                 if columns not in builders:
                     builders[columns] = RecordBuilder(spec, columns)
-                counts[window.key] = builders[columns].add(window.grain_datetime, fetched.rows)
+                counts[window.key] = _add(builders[columns], window, fetched)
             except CollectorError as exc:
                 raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
         seconds[window.key] = time.perf_counter() - started
     if not builders:
         return []
     return _split(windows, list(builders.values()), now, counts, seconds)
+
+
+def _add(builder: RecordBuilder, window: Window, fetched: Fetched) -> tuple[int, int]:
+    if fetched.batches is not None:
+        return builder.add_arrow(window.grain_datetime, fetched.batches)
+    return builder.add(window.grain_datetime, fetched.rows or ())
 
 
 def _split(
@@ -117,25 +125,24 @@ def _split(
     """One Collected per window, cut from the records of all of them."""
     if len(builders) == 1 and all(span[0] >= 0 for span in builders[0].spans.values()):
         # Each window's records are one contiguous run of rows: slice, do not group.
-        frame, spans = builders[0].frame(now), builders[0].spans
-        parts = {
-            window.key: frame.iloc[slice(*spans.get(_ns(window), (0, 0)))] for window in windows
-        }
+        table, spans = builders[0].table(now), builders[0].spans
+        parts = {}
+        for window in windows:
+            first, last = spans.get(_micros(window), (0, 0))
+            parts[window.key] = table.slice(first, last - first)
     else:
-        frame = pd.concat([builder.frame(now) for builder in builders])
-        groups = {start.value: part for start, part in frame.groupby("grain_datetime")}
-        empty = frame.iloc[0:0]
-        parts = {
-            window.key: groups.get(_ns(window), empty).reset_index(drop=True) for window in windows
-        }
+        tables = [builder.table(now) for builder in builders]
+        table = pa.concat_tables(tables) if tables else empty_records()
+        grains = pc.cast(table.column("grain_datetime"), pa.int64())
+        parts = {window.key: table.filter(pc.equal(grains, _micros(window))) for window in windows}
     return [
         Collected(window, parts[window.key], *counts[window.key], seconds[window.key])
         for window in windows
     ]
 
 
-def _ns(window: Window) -> int:
-    return int(pd.Timestamp(window.grain_datetime).value)
+def _micros(window: Window) -> int:
+    return int(window.grain_datetime.timestamp() * 1_000_000)
 
 
 def _grain_instant(value: Any, tz: ZoneInfo) -> datetime:
@@ -168,31 +175,79 @@ def _collect_range(
             f"(columns: {', '.join(columns)})"
         )
     grain_index = lowered.index("grain_datetime")
-    buckets: dict[datetime, list[Sequence[Any]]] = {w.grain_datetime: [] for w in windows}
     tz = ZoneInfo(spec.partitions.timezone)
-    instants: dict[Any, datetime] = {}  # a range has few distinct grains: convert each once
-    with _closing(fetched):
-        for row in fetched.rows:
-            raw = row[grain_index]
-            instant = instants.get(raw) if isinstance(raw, Hashable) else None
-            if instant is None:
-                instant = _grain_instant(raw, tz)
-                if isinstance(raw, Hashable):
-                    instants[raw] = instant
-            if instant not in buckets:
-                raise CollectorError(
-                    f"{spec.name}, {span.describe()}: a row has grain_datetime "
-                    f"{instant.isoformat()}, which is not the start of a "
-                    f"{spec.metric.grain} window in {spec.partitions.timezone} (truncate to the "
-                    "grain in the collector's timezone)"
-                )
-            buckets[instant].append(row)
+    starts = {w.grain_datetime: i for i, w in enumerate(windows)}
+
+    def window_of(raw: Any) -> int:
+        instant = _grain_instant(raw, tz)
+        if instant not in starts:
+            raise CollectorError(
+                f"{spec.name}, {span.describe()}: a row has grain_datetime "
+                f"{instant.isoformat()}, which is not the start of a "
+                f"{spec.metric.grain} window in {spec.partitions.timezone} (truncate to the "
+                "grain in the collector's timezone)"
+            )
+        return starts[instant]
+
     builder = RecordBuilder(spec, columns)
     counts: dict[str, tuple[int, int]] = {}
-    for window in windows:
-        try:
-            counts[window.key] = builder.add(window.grain_datetime, buckets[window.grain_datetime])
-        except CollectorError as exc:
-            raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
+    with _closing(fetched):
+        if fetched.batches is not None:
+            parts = _split_batches(fetched.batches, grain_index, window_of, len(windows))
+        else:
+            parts = _split_rows(fetched.rows or iter(()), grain_index, window_of, len(windows))
+        for index, window in enumerate(windows):
+            try:
+                if fetched.batches is not None:
+                    counts[window.key] = builder.add_arrow(window.grain_datetime, parts[index])
+                else:
+                    counts[window.key] = builder.add(window.grain_datetime, parts[index])
+            except CollectorError as exc:
+                raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
     share = (time.perf_counter() - started) / len(windows)
     return _split(windows, [builder], now, counts, dict.fromkeys(counts, share))
+
+
+def _split_rows(
+    rows: Iterator[Sequence[Any]], grain_index: int, window_of: Callable[[Any], int], size: int
+) -> list[list[Sequence[Any]]]:
+    """Python rows bucketed by window (a range has few distinct grains: each converted once)."""
+    buckets: list[list[Sequence[Any]]] = [[] for _ in range(size)]
+    indexes: dict[Any, int] = {}
+    for row in rows:
+        raw = row[grain_index]
+        index = indexes.get(raw) if isinstance(raw, Hashable) else None
+        if index is None:
+            index = window_of(raw)
+            if isinstance(raw, Hashable):
+                indexes[raw] = index
+        buckets[index].append(row)
+    return buckets
+
+
+def _split_batches(
+    batches: Iterable[Any], grain_index: int, window_of: Callable[[Any], int], size: int
+) -> list[list[pa.Table]]:
+    """Arrow rows grouped by window, each window's rows in their source order."""
+    items = [b for b in batches if b.num_rows]
+    if not items:
+        return [[] for _ in range(size)]
+    table = pa.Table.from_batches(items) if isinstance(items[0], pa.RecordBatch) else None
+    table = table if table is not None else pa.concat_tables(items)
+    grains = table.column(grain_index).combine_chunks()
+    uniques = pc.unique(grains)
+    index_of = pa.array([window_of(v) for v in uniques.to_pylist()], pa.int32())
+    windows = pc.take(index_of, pc.index_in(grains, value_set=uniques))
+    order = pc.sort_indices(windows)  # stable: source order kept within a window
+    table = table.take(order)
+    counts = pc.value_counts(windows)
+    sizes = dict(
+        zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist(), strict=True)
+    )
+    parts: list[list[pa.Table]] = []
+    first = 0
+    for index in range(size):
+        length = sizes.get(index, 0)
+        parts.append([table.slice(first, length)] if length else [])
+        first += length
+    return parts

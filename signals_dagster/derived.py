@@ -12,7 +12,7 @@ import dagster as dg
 import pandas as pd
 
 from signals_dagster.catalog import Catalog
-from signals_dagster.records import RECORD_COLUMNS, empty_records, record_uuid
+from signals_dagster.records import RECORD_COLUMNS, empty_records, record_uuid, to_pandas
 from signals_dagster.spec.models import CollectorSpec, asset_name
 
 # Demo: daily collector name -> name of its weekly rollup (added only when the collector exists).
@@ -30,7 +30,7 @@ def weekly_records(
 ) -> pd.DataFrame:
     """Sum daily records per tag set into one record per tag set for the week."""
     if not len(daily):
-        return empty_records()
+        return to_pandas(empty_records())
     keyed = daily.assign(_tags=[json.dumps(t, sort_keys=True) for t in daily["tags"]])
     sums = keyed.groupby("_tags", sort=True)["value"].sum()
     kind = str(daily["type"].iloc[0])

@@ -4,12 +4,11 @@ import logging
 from typing import TextIO
 
 from signals_dagster.collect import collect
-from signals_dagster.orchestration.partitions import current_window, window_for_key
-from signals_dagster.records import to_json_lines
+from signals_dagster.partitioning import current_window, window_for_key
+from signals_dagster.records import json_line_chunks
 from signals_dagster.redact import redact
-from signals_dagster.sinks import open_writer
+from signals_dagster.sinks import close_writers, open_writers
 from signals_dagster.spec.loader import load_file
-from signals_dagster.spec.sinks import ConsoleSink
 
 log = logging.getLogger("signals_dagster")
 
@@ -24,21 +23,20 @@ def invoke_collector(file: str, partition: str | None, dry_run: bool, stdout: Te
         window.describe(),
         redact(getattr(spec.source.config, "uri", "")),
     )
-    (collected,) = collect(spec, [window])
-    stdout.write(to_json_lines(collected.records))
-    stdout.flush()
-    writers = {}
+    # Open (and so check: Kafka topic, S3 bucket, file folder) every sink before the query: a
+    # dead sink costs the source nothing, and no sink is half-written. A dry run writes no sink
+    # (the records go to stdout), so it checks none either.
+    writers = {} if dry_run else open_writers(spec, include_console=False)
     try:
-        # Open (and check: S3 bucket...) every sink before writing any: nothing half-written.
-        for name, sink in spec.sinks.items():
-            if not (isinstance(sink, ConsoleSink) or dry_run):
-                writers[name] = open_writer(sink)
+        (collected,) = collect(spec, [window])
+        for chunk in json_line_chunks(collected.records):  # a chunk of text in memory at a time
+            stdout.write(chunk.decode())
+        stdout.flush()
         for name, writer in writers.items():
             result = writer.write(spec, window.key, collected.records)
             log.info("sink %s (%s): %s", name, spec.sinks[name].type, result)
     finally:
-        for writer in writers.values():
-            writer.close()
+        close_writers(writers)
     log.info(
         "%d record(s) from %d row(s) in %.3fs%s",
         len(collected.records),

@@ -8,13 +8,19 @@ downstream as the original run: Kafka compaction and upserts keyed on the uuid a
 import logging
 import os
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 
 from signals_dagster.errors import CollectorError
-from signals_dagster.orchestration.partitions import partitions_def, window_for_key
-from signals_dagster.sinks import SinkClients, open_writer
+from signals_dagster.partitioning import (
+    INSTANT_FMT,
+    partition_key_for,
+    partitioning,
+    window_for_key,
+)
+from signals_dagster.sinks import SinkClients, check_sink, open_writer
 from signals_dagster.sinks.file import read_records
 from signals_dagster.spec.loader import load_file
 from signals_dagster.spec.models import CollectorSpec
@@ -41,10 +47,9 @@ class RedriveReport:
 
 def _partition_key(spec: CollectorSpec, grain: pd.Timestamp) -> str:
     """The partition key of a record's grain_datetime (its UTC time when not partitioned)."""
-    pdef = partitions_def(spec)
-    if pdef is None:
-        return grain.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return pdef.get_partition_key_for_timestamp(grain.timestamp())
+    if partitioning(spec) is None:
+        return grain.strftime(INSTANT_FMT)
+    return partition_key_for(spec, datetime.fromtimestamp(grain.timestamp(), UTC))
 
 
 def redrive(
@@ -68,6 +73,7 @@ def redrive(
     if isinstance(sink, FileSink) and os.path.realpath(sink.config.path) == os.path.realpath(audit):
         raise CollectorError(f"sink {sink_name!r} is the audit log itself ({audit_file})")
     window = window_for_key(spec, partition) if partition else None
+    check_sink(sink, clients)  # before reading: a dead sink fails at once, whatever the log holds
 
     records = read_records(str(audit))
     report = RedriveReport(spec.name, spec.metric.name, sink_name, sink.type, read=len(records))

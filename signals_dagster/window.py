@@ -17,7 +17,9 @@ class Window:
     def __post_init__(self) -> None:
         if self.start.tzinfo is None or self.end.tzinfo is None:
             raise ValueError("window bounds must be timezone-aware")
-        if self.end <= self.start:
+        # In UTC: two datetimes of one zone compare by wall clock, and the first 02:00 hour of a
+        # Berlin fall-back night ends at 02:00 again.
+        if self.end.astimezone(UTC) <= self.start.astimezone(UTC):
             raise ValueError(f"empty window {self.start} .. {self.end}")
 
     @property

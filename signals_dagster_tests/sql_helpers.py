@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 
 from signals_dagster.collect import Collected, collect
 from signals_dagster.orchestration.partitions import current_window, window_for_key
+from signals_dagster.records import to_pandas
 from signals_dagster.spec.loader import load_file
 from signals_dagster.spec.models import CollectorSpec
 
@@ -80,7 +81,9 @@ def by_tag(collected: Collected, tag: str) -> dict[str, float]:
     """{tag value: value} of one window's records."""
     return {
         tags[tag]: value
-        for tags, value in zip(collected.records["tags"], collected.records["value"], strict=True)
+        for tags, value in zip(
+            to_pandas(collected.records)["tags"], to_pandas(collected.records)["value"], strict=True
+        )
     }
 
 

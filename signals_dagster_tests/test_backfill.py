@@ -15,7 +15,8 @@ from signals_dagster.collect import collect
 from signals_dagster.errors import CollectorError
 from signals_dagster.orchestration.factory import build_definitions
 from signals_dagster.orchestration.partitions import window_for_key
-from signals_dagster.sources.sql import SqlSession
+from signals_dagster.records import to_pandas
+from signals_dagster.sources.postgres import PostgresSession
 from signals_dagster.spec.loader import load_file
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
@@ -82,13 +83,13 @@ def folder(tmp_path: Path) -> Path:
 def fetch_count(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Spy on our own seam: how many queries a run sends."""
     calls: list[str] = []
-    original = SqlSession.fetch
+    original = PostgresSession.fetch
 
-    def counting(self: SqlSession, window):  # type: ignore[no-untyped-def]
+    def counting(self: PostgresSession, window):  # type: ignore[no-untyped-def]
         calls.append(window.key)
         return original(self, window)
 
-    monkeypatch.setattr(SqlSession, "fetch", counting)
+    monkeypatch.setattr(PostgresSession, "fetch", counting)
     return calls
 
 
@@ -118,7 +119,9 @@ def test_ninety_partitions_in_one_run_equal_single_partitions(
     for day in range(DAYS):
         key = (START + timedelta(days=day)).strftime("%Y-%m-%d")
         (item,) = collect(spec, [window_for_key(spec, key)])
-        singles |= set(zip(item.records["uuid"], item.records["value"], strict=True))
+        singles |= set(
+            zip(to_pandas(item.records)["uuid"], to_pandas(item.records)["value"], strict=True)
+        )
     assert len(singles) == DAYS * 8
     assert records(ranged_audit) == records(window_audit) == singles
     # Per-partition metadata in the ranged run.

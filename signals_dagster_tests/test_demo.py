@@ -10,6 +10,7 @@ from signals_dagster.catalog import load_catalog
 from signals_dagster.collect import collect
 from signals_dagster.demo import build
 from signals_dagster.orchestration.partitions import window_for_key
+from signals_dagster.records import to_pandas
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,4 +36,4 @@ def test_demo_collectors_run_on_the_demo(tmp_path: Path, monkeypatch: pytest.Mon
         key = "2026-10-31" if "open" in name else "2026-08-15"
         (result,) = collect(spec, [window_for_key(spec, key)], now=now)
         assert len(result.records) > 0, name
-        assert (result.records["value"] > 0).all(), name
+        assert (to_pandas(result.records)["value"] > 0).all(), name

@@ -21,6 +21,7 @@ import pytest
 from signals_dagster.collect import collect
 from signals_dagster.errors import CollectorError, SnapshotWindowError, SourceError, SpecError
 from signals_dagster.orchestration.partitions import window_for_key
+from signals_dagster.records import to_pandas
 from signals_dagster.sources import open_source
 from signals_dagster.sources.base import QueryShape, query_shape
 from signals_dagster.sources.mongodb import MongoSource
@@ -122,10 +123,12 @@ def load(write_collector: Write, text: str) -> CollectorSpec:
 def values(spec: CollectorSpec, key: str, now: datetime = LATER) -> dict[str, float]:
     """Collect one partition; {customer tag: value}."""
     (result,) = collect(spec, [window_for_key(spec, key)], now=now)
-    assert all(tags["env"] == "test" for tags in result.records["tags"])
+    assert all(tags["env"] == "test" for tags in to_pandas(result.records)["tags"])
     return {
         tags.get("customer", ""): v
-        for tags, v in zip(result.records["tags"], result.records["value"], strict=True)
+        for tags, v in zip(
+            to_pandas(result.records)["tags"], to_pandas(result.records)["value"], strict=True
+        )
     }
 
 
@@ -253,11 +256,11 @@ def test_one_aggregate_answers_a_five_day_range(
     # The ranged run (collect() splits the rows by grain_datetime) equals five single runs.
     ranged = collect(spec, windows, now=LATER)
     single = [collect(spec, [w], now=LATER)[0] for w in windows]
-    assert [sorted(r.records["uuid"]) for r in ranged] == [
-        sorted(s.records["uuid"]) for s in single
+    assert [sorted(to_pandas(r.records)["uuid"]) for r in ranged] == [
+        sorted(to_pandas(s.records)["uuid"]) for s in single
     ]
-    assert [r.records["value"].sum() for r in ranged] == pytest.approx(
-        [s.records["value"].sum() for s in single]
+    assert [to_pandas(r.records)["value"].sum() for r in ranged] == pytest.approx(
+        [to_pandas(s.records)["value"].sum() for s in single]
     )
 
 
@@ -316,7 +319,7 @@ def test_id_is_dropped_unless_named(mongo_uri: str, shop: str, write_collector: 
     named = [*grouped, {"$addFields": {"_id": "$_id"}}]
     spec = load(write_collector, collector(mongo_uri, shop, named, time_field="created_at"))
     (result,) = collect(spec, [window_for_key(spec, "2025-10-24")], now=LATER)
-    assert sorted(t["_id"] for t in result.records["tags"]) == sorted(ACCOUNTS)
+    assert sorted(t["_id"] for t in to_pandas(result.records)["tags"]) == sorted(ACCOUNTS)
     # A single group (_id: null) needs no naming: the null _id is simply dropped.
     total = [{"$group": {"_id": None, "value": {"$sum": 1}}}]
     spec = load(write_collector, collector(mongo_uri, shop, total, time_field="created_at"))
@@ -422,7 +425,9 @@ def test_the_example_collector_runs(mongo_uri: str, shop: str) -> None:
     for result in collect(spec, windows, now=LATER):
         got = {
             t["customer"]: v
-            for t, v in zip(result.records["tags"], result.records["value"], strict=True)
+            for t, v in zip(
+                to_pandas(result.records)["tags"], to_pandas(result.records)["value"], strict=True
+            )
         }
         assert got == pytest.approx(sums(result.window.start, result.window.end))
 

@@ -15,6 +15,7 @@ import pytest
 from signals_dagster.collect import Collected, collect
 from signals_dagster.errors import CollectorError, SourceError, SpecError
 from signals_dagster.orchestration.partitions import window_for_key
+from signals_dagster.records import to_pandas
 from signals_dagster.sources.base import query_shape
 from signals_dagster.sources.prometheus import PrometheusSource, query_url, render_query
 from signals_dagster.spec.loader import load_file
@@ -81,7 +82,7 @@ def series_key(tags: dict[str, str]) -> tuple[tuple[str, str], ...]:
 
 def tagged(result: Collected) -> dict[tuple[tuple[str, str], ...], float]:
     """{series labels: value} of a collection."""
-    records = result.records
+    records = to_pandas(result.records)
     return {series_key(t): v for t, v in zip(records["tags"], records["value"], strict=True)}
 
 
@@ -105,7 +106,7 @@ def test_per_day_increase_equals_the_written_samples(
         assert min(expected.values()) > 0
     # Labels become tags (account and region); distinct days give distinct values.
     assert {k for k, _ in next(iter(tagged(results[0])))} == {"account", "region"}
-    assert len({r.records["value"].sum() for r in results}) == len(DAYS)
+    assert len({to_pandas(r.records)["value"].sum() for r in results}) == len(DAYS)
 
 
 def test_range_is_the_real_length_of_a_dst_day(
@@ -133,7 +134,7 @@ def test_time_expression_starts_the_range_at_start_of_day(
     day = datetime(2025, 10, 25, tzinfo=UTC)
     expected = increases(prometheus.history, day, day + timedelta(hours=6))
     assert tagged(result) == pytest.approx(expected)
-    assert result.records["grain_datetime"].iloc[0] == day + timedelta(hours=5)
+    assert to_pandas(result.records)["grain_datetime"].iloc[0] == day + timedelta(hours=5)
 
 
 def test_without_range_it_is_as_of_window_end_and_drops_name(
@@ -173,7 +174,7 @@ def test_seed_style_sql_post_processing(
     )
     spec = load(write_collector, collector(prometheus.query_url, COUNTER, sql=sql))
     result = run(spec, "2025-10-25")
-    tags = sorted(result.records["tags"], key=lambda t: t["account"])
+    tags = sorted(to_pandas(result.records)["tags"], key=lambda t: t["account"])
     end = int(window.end.timestamp())
     assert tags == [
         {"account": a, "name": COUNTER, "at": str(end), "env": "test"}
@@ -296,5 +297,8 @@ def test_the_example_collector_runs(prometheus: PrometheusServer) -> None:
     for key, value in increases(prometheus.history, result.window.start, result.window.end).items():
         expected[dict(key)["region"]] += value
     assert {
-        t["region"]: v for t, v in zip(result.records["tags"], result.records["value"], strict=True)
+        t["region"]: v
+        for t, v in zip(
+            to_pandas(result.records)["tags"], to_pandas(result.records)["value"], strict=True
+        )
     } == expected

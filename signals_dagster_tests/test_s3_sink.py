@@ -17,7 +17,7 @@ from pydantic import SecretStr
 
 from signals_dagster.errors import SinkError
 from signals_dagster.orchestration.clients import s3_client
-from signals_dagster.records import build_records
+from signals_dagster.records import build_records, to_pandas
 from signals_dagster.sinks import SinkClients, open_writer
 from signals_dagster.sinks.s3 import S3Writer, read_partitions
 from signals_dagster.spec.loader import parse_text
@@ -146,9 +146,9 @@ def test_parquet_schema_and_round_trip(s3_server: S3Server) -> None:
     assert {r["timestamp"] for r in rows} == {COLLECTED}
     assert {r["name"] for r in rows} == {"shop.revenue"}
     back = read_partitions(s3_config(spec), spec, ["2026-02-03"], s3_client)
-    assert list(back.columns) == list(frame.columns)
-    assert dict(back.dtypes.astype(str)) == dict(frame.dtypes.astype(str))
-    assert back.to_dict("records") == frame.to_dict("records")
+    assert list(back.columns) == list(to_pandas(frame).columns)
+    assert dict(back.dtypes.astype(str)) == dict(to_pandas(frame).dtypes.astype(str))
+    assert back.to_dict("records") == to_pandas(frame).to_dict("records")
 
 
 def test_jsonl_round_trip(s3_server: S3Server) -> None:
@@ -165,8 +165,8 @@ def test_jsonl_round_trip(s3_server: S3Server) -> None:
     assert {r["grain_datetime"] for r in lines} == {"2026-02-03T00:00:00Z"}
     assert {r["timestamp"] for r in lines} == {"2026-02-04T00:15:03.120Z"}
     back = read_partitions(s3_config(spec), spec, ["2026-02-03"], s3_client)
-    assert dict(back.dtypes.astype(str)) == dict(frame.dtypes.astype(str))
-    assert back.to_dict("records") == frame.to_dict("records")
+    assert dict(back.dtypes.astype(str)) == dict(to_pandas(frame).dtypes.astype(str))
+    assert back.to_dict("records") == to_pandas(frame).to_dict("records")
 
 
 def test_several_partitions_read_back_concatenated(s3_server: S3Server) -> None:

@@ -14,7 +14,7 @@ import pytest
 from signals_dagster.collect import collect
 from signals_dagster.errors import CollectorError, SnapshotWindowError, SourceError, SpecError
 from signals_dagster.orchestration.partitions import current_window, window_for_key
-from signals_dagster.records import to_dicts
+from signals_dagster.records import to_dicts, to_pandas
 from signals_dagster.sources import open_source
 from signals_dagster_tests.sql_helpers import (
     DST_DAYS,
@@ -181,8 +181,8 @@ def test_snapshot_refuses_old_partitions_before_connecting(spec, pg):
         run(snapshot)
     live = spec(sql="SELECT COUNT(*) AS value FROM sqlt_orders")
     current, closed = run(live), run(live, "2026-11-01")[0]
-    assert current[0].records["value"].tolist() == [order_count(pg)]
-    assert closed.records["value"].tolist() == [order_count(pg)]
+    assert to_pandas(current[0].records)["value"].tolist() == [order_count(pg)]
+    assert to_pandas(closed.records)["value"].tolist() == [order_count(pg)]
 
 
 @pytest.mark.parametrize(
@@ -224,7 +224,7 @@ def test_window_reaches_postgres_as_bound_parameters(spec):
     source = open_source(windowed)
     text_before = source.describe()["query"]
     (collected,) = collect_with(windowed, source)
-    (statement,) = collected.records["tags"].map(lambda t: t["stmt"]).tolist()
+    (statement,) = to_pandas(collected.records)["tags"].map(lambda t: t["stmt"]).tolist()
     assert "created_at >= $1 AND created_at < $2" in statement
     assert "2026" not in statement
     assert source.describe()["query"] == text_before == source.sql
@@ -255,7 +255,7 @@ def test_like_with_percent_and_colons_in_literals_and_comments(spec, pg):
         )
     assert set(expected) == {"acme", "apex"}
     assert by_tag(collected, "account") == expected
-    assert {t["label"] for t in collected.records["tags"]} == {":window_start"}
+    assert {t["label"] for t in to_pandas(collected.records)["tags"]} == {":window_start"}
 
 
 @pytest.mark.parametrize(
@@ -331,7 +331,7 @@ def test_password_is_used_but_never_shown(spec, pg):
     with_password = pg.replace("postgres@", "postgres:s3cr3tpw@")
     assert "s3cr3tpw" in with_password
     (collected,) = run(spec(sql="SELECT COUNT(*) AS value FROM sqlt_orders", uri=with_password))
-    assert collected.records["value"].tolist() == [order_count(pg)]
+    assert to_pandas(collected.records)["value"].tolist() == [order_count(pg)]
     source = open_source(spec(sql="SELECT 1 AS value", uri=with_password))
     assert "s3cr3tpw" not in str(source.describe())
     assert "postgres:***@" in source.describe()["uri"]
@@ -357,9 +357,9 @@ def test_streams_50000_rows_through_a_server_side_cursor(spec):
     (collected,) = run(spec(sql=sql), "2026-02-10")
     assert collected.source_rows == 50000
     assert len(collected.records) == 50000
-    assert collected.records["value"].sum() == sum(range(1, 50001))
-    assert collected.records["uuid"].nunique() == 50000
-    assert {t["cursors"] for t in collected.records["tags"]} == {"1"}
+    assert to_pandas(collected.records)["value"].sum() == sum(range(1, 50001))
+    assert to_pandas(collected.records)["uuid"].nunique() == 50000
+    assert {t["cursors"] for t in to_pandas(collected.records)["tags"]} == {"1"}
 
 
 def test_records_uuid_timestamps_and_static_tags(spec):

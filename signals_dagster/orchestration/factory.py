@@ -6,18 +6,20 @@ from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
-import pandas as pd
+import pyarrow as pa
 
 from signals_dagster.catalog import Catalog
 from signals_dagster.collect import Collected, collect
 from signals_dagster.errors import CollectorError
+from signals_dagster.orchestration.clients import sink_clients
 from signals_dagster.orchestration.failures import as_failure
 from signals_dagster.orchestration.io_manager import DETAILED_PARTITIONS, SinksIOManager
 from signals_dagster.orchestration.partitions import current_window, partitions_def, window_for_key
 from signals_dagster.orchestration.schedules import build_schedule, build_subhour_trigger
 from signals_dagster.orchestration.sensors import build_late_data_sensor, run_failure_alerts
 from signals_dagster.orchestration.translator import AssetFacts, translate
-from signals_dagster.records import empty_records, to_dicts
+from signals_dagster.records import concat_records, to_dicts
+from signals_dagster.sinks import check_sinks
 from signals_dagster.sources.base import query_shape
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.window import Window
@@ -25,12 +27,11 @@ from signals_dagster.window import Window
 SAMPLE_ROWS = 20
 
 
-def io_manager_key(spec: CollectorSpec) -> str:
-    """Resource key of a collector's sinks IO manager."""
-    return f"sinks__{spec.asset_name}"
+# Resource key of the one sinks IO manager every collector's asset writes through.
+SINKS_IO_MANAGER_KEY = "signals_sinks"
 
 
-def sample_table(records: pd.DataFrame) -> dg.MetadataValue:
+def sample_table(records: pa.Table) -> dg.MetadataValue:
     """A few records as a table for the UI."""
     rows = [
         dg.TableRecord(
@@ -41,7 +42,7 @@ def sample_table(records: pd.DataFrame) -> dg.MetadataValue:
                 "grain_datetime": r["grain_datetime"],
             }
         )
-        for r in to_dicts(records.head(SAMPLE_ROWS))
+        for r in to_dicts(records.slice(0, SAMPLE_ROWS))
     ]
     schema = dg.TableSchema(
         columns=[
@@ -75,6 +76,7 @@ def _run(spec: CollectorSpec, context: dg.AssetExecutionContext) -> list[Collect
         f"{windows[0].key}{' .. ' + windows[-1].key if len(windows) > 1 else ''}"
     )
     try:
+        check_sinks(spec, sink_clients())  # before the query: a dead sink costs the source nothing
         return collect(spec, windows)
     except CollectorError as exc:
         raise as_failure(exc) from None
@@ -127,7 +129,7 @@ def _asset(
             backoff=dg.Backoff.EXPONENTIAL,
             jitter=dg.Jitter.PLUS_MINUS,
         ),
-        io_manager_key=io_manager_key(spec),
+        io_manager_key=SINKS_IO_MANAGER_KEY,
         kinds=facts.kinds,
         owners=facts.owners or None,
         group_name=facts.group,
@@ -135,7 +137,7 @@ def _asset(
         metadata=facts.metadata,
         tags=facts.tags,
     )
-    def _collector(context: dg.AssetExecutionContext) -> dg.Output[pd.DataFrame]:
+    def _collector(context: dg.AssetExecutionContext) -> dg.Output[pa.Table]:
         collected = _run(spec, context)
         if pdef is not None:
             detailed = len(collected) <= DETAILED_PARTITIONS
@@ -147,7 +149,7 @@ def _asset(
         else:
             metadata = partition_metadata(collected[0], facts, detailed=True)
         frames = [c.records for c in collected if len(c.records)]
-        records = pd.concat(frames, ignore_index=True) if frames else empty_records()
+        records = concat_records(frames)  # one Arrow table for the run
         return dg.Output(records, metadata=metadata)  # type: ignore[arg-type]
 
     return _collector
@@ -156,14 +158,12 @@ def _asset(
 def build_definitions(catalog: Catalog, directory: str) -> dg.Definitions:
     """Assets, IO managers, jobs, schedules and sensors for every collector of a catalog."""
     assets = []
-    resources: dict[str, SinksIOManager] = {}
     jobs = []
     schedules: list[dg.ScheduleDefinition] = []
     sensors: list[dg.SensorDefinition] = [run_failure_alerts]
     for name, spec in sorted(catalog.specs.items()):
         asset = build_asset(spec, catalog.files.get(name))
         assets.append(asset)
-        resources[io_manager_key(spec)] = SinksIOManager(collectors_dir=directory, collector=name)
         job = dg.define_asset_job(f"{spec.asset_name}_job", selection=[asset.key])
         jobs.append(job)
         if asset.partitions_def is not None:
@@ -173,6 +173,7 @@ def build_definitions(catalog: Catalog, directory: str) -> dg.Definitions:
             (sensors if isinstance(trigger, dg.SensorDefinition) else schedules).append(trigger)  # type: ignore[arg-type]
         if spec.late_data is not None:
             sensors.append(build_late_data_sensor(spec, job))
+    resources = {SINKS_IO_MANAGER_KEY: SinksIOManager(catalog.specs.values())}
     return dg.Definitions(
         assets=assets, resources=resources, jobs=jobs, schedules=schedules, sensors=sensors
     )

@@ -2,48 +2,48 @@
 
 import itertools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
 import numpy as np
 import pandas as pd
-from pydantic import Field
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from signals_dagster.catalog import load_catalog
 from signals_dagster.errors import CollectorError
 from signals_dagster.orchestration.clients import sink_clients
 from signals_dagster.orchestration.failures import as_failure
 from signals_dagster.orchestration.partitions import window_for_key
-from signals_dagster.records import empty_records
+from signals_dagster.records import as_table, empty_records, to_pandas
 from signals_dagster.sinks import open_writer
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.sinks import FileSink, S3Sink
+from signals_dagster.window import Window
 
 # Past this many partitions in one run, per-partition metadata keeps only the figures.
 DETAILED_PARTITIONS = 31
 
 
 def split_by_partition(
-    spec: CollectorSpec, keys: Sequence[str], records: pd.DataFrame
-) -> list[tuple[str, pd.DataFrame]]:
+    spec: CollectorSpec, keys: Sequence[str], records: Any
+) -> list[tuple[str, pa.Table]]:
     """One (key, records) pair per partition, matched on grain_datetime = window start."""
-    grains = records["grain_datetime"].to_numpy(dtype="datetime64[ns]").view("int64")
+    table = as_table(records)
+    grains = pc.cast(table.column("grain_datetime"), pa.int64()).to_numpy()
     # Our assets emit each partition's records as one contiguous run: cut at the changes.
     cuts = [0, *(np.flatnonzero(grains[1:] != grains[:-1]) + 1).tolist(), len(grains)]
     runs = {int(grains[a]): (a, b) for a, b in itertools.pairwise(cuts) if b > a}
     if len(runs) == len(cuts) - 1 or not len(grains):
-        parts = {g: records.iloc[a:b] for g, (a, b) in runs.items()}
-    else:  # interleaved (someone else's frame): group instead
-        parts = {
-            start.value: part.reset_index(drop=True)
-            for start, part in records.groupby("grain_datetime")
-        }
-    empty = records.iloc[0:0]
-    return [
-        (key, parts.get(pd.Timestamp(window_for_key(spec, key).grain_datetime).value, empty))
-        for key in keys
-    ]
+        parts = {g: table.slice(a, b - a) for g, (a, b) in runs.items()}
+    else:  # interleaved (someone else's frame): filter instead
+        parts = {g: table.filter(pc.equal(pa.array(grains), g)) for g in runs}
+    empty = table.slice(0, 0)
+    return [(key, parts.get(_micros(window_for_key(spec, key)), empty)) for key in keys]
+
+
+def _micros(window: Window) -> int:
+    return int(window.grain_datetime.timestamp() * 1_000_000)
 
 
 def sink_metadata(name: str, result: Mapping[str, object]) -> dict[str, Any]:
@@ -65,19 +65,30 @@ def _add_partition_metadata(context: dg.OutputContext, key: str, metadata: dict[
     return True
 
 
-class SinksIOManager(dg.ConfigurableIOManager):
-    """Writes a collector's records to each of its sinks; reads them back from S3 or a file."""
+class SinksIOManager(dg.IOManager):
+    """Writes a collector's records to each of its sinks; reads them back from S3 or a file.
 
-    collectors_dir: str = Field(description="Folder the collector was loaded from")
-    collector: str = Field(description="Collector name")
+    One instance serves every collector of a code location: each collector's spec is bound when
+    the definitions are built, so a run never re-reads the collector folder (a file broken since
+    then cannot fail another collector's run).
+    """
 
-    def _spec(self) -> CollectorSpec:
-        return load_catalog(self.collectors_dir).get(self.collector)
+    def __init__(self, specs: Iterable[CollectorSpec]) -> None:
+        self._specs = {dg.AssetKey(spec.asset_name): spec for spec in specs}
 
-    def handle_output(self, context: dg.OutputContext, obj: pd.DataFrame) -> None:
+    def _spec(self, context: dg.OutputContext | dg.InputContext) -> CollectorSpec:
+        key = context.asset_key
+        try:
+            return self._specs[key]
+        except KeyError:
+            raise CollectorError(
+                f"asset {key.to_user_string()} is not a collector of this code location"
+            ) from None
+
+    def handle_output(self, context: dg.OutputContext, obj: pa.Table) -> None:
         """Write every partition to every sink; the run fails if any write is not confirmed."""
-        spec = self._spec()
-        parts: list[tuple[str | None, pd.DataFrame]] = [(None, obj)]
+        spec = self._spec(context)
+        parts: list[tuple[str | None, pa.Table]] = [(None, as_table(obj))]
         if context.has_asset_partitions:
             parts = list(split_by_partition(spec, context.asset_partition_keys, obj))
         written: dict[str, Any] = {}
@@ -118,7 +129,7 @@ class SinksIOManager(dg.ConfigurableIOManager):
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         """Read the partition(s) back: from the S3 sink if any, else the file sink."""
-        spec = self._spec()
+        spec = self._spec(context)
         s3 = next((s for s in spec.sinks.values() if isinstance(s, S3Sink)), None)
         if s3 is not None:
             from signals_dagster.sinks.s3 import read_partitions
@@ -137,7 +148,7 @@ class SinksIOManager(dg.ConfigurableIOManager):
 
         records = read_records(sink.config.path)
         if not len(records):
-            return empty_records()
+            return to_pandas(empty_records())
         if context.has_asset_partitions:
             starts = {
                 pd.Timestamp(window_for_key(spec, k).grain_datetime)

@@ -32,10 +32,11 @@ class KafkaProducerResource(dg.ConfigurableResource):
 
         return Producer(producer_settings(config, self._extra()))
 
-    def admin(self, config: KafkaConfig) -> Any:
-        """An admin client with the same connection settings (topic lookup and creation)."""
+    def admin(self, config: KafkaConfig, error_cb: Any = None) -> Any:
+        """An admin client with the same connection settings (topic lookup and creation);
+        `error_cb` receives its connection errors."""
         from confluent_kafka.admin import AdminClient
 
         from signals_dagster.sinks.kafka import admin_settings
 
-        return AdminClient(admin_settings(config, self._extra()))
+        return AdminClient(admin_settings(config, self._extra(), error_cb))

@@ -51,7 +51,7 @@ def fingerprints(spec: CollectorSpec, windows: list[Window]) -> dict[str, str]:
         for window in windows:
             fetched = session.fetch(window)
             digest = hashlib.sha256()
-            for row in fetched.rows:
+            for row in fetched.rows or ():
                 digest.update(json.dumps([str(v) for v in row]).encode())
             out[window.key] = digest.hexdigest()[:16]
     return out

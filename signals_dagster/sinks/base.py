@@ -4,8 +4,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, TextIO
 
-import pandas as pd
-
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.sinks import (
     ConsoleSink,
@@ -22,7 +20,7 @@ class Writer(Protocol):
     """Writes one partition's records; returns metadata once the write is confirmed."""
 
     def write(
-        self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame
+        self, spec: CollectorSpec, partition_key: str | None, records: Any
     ) -> dict[str, object]:
         """Write and confirm; raise SinkError when the write cannot be confirmed."""
         ...
@@ -38,7 +36,8 @@ class SinkClients:
 
     s3: Callable[[S3Config], Any] | None = None  # -> a boto3 S3 client
     kafka: Callable[[KafkaConfig], Any] | None = None  # -> a confluent_kafka Producer
-    kafka_admin: Callable[[KafkaConfig], Any] | None = None  # -> a confluent_kafka AdminClient
+    # (config, error_cb) -> a confluent_kafka AdminClient reporting connection errors to error_cb
+    kafka_admin: Callable[[KafkaConfig, Any], Any] | None = None
 
 
 def open_writer(

@@ -1,9 +1,7 @@
 """Console sink: records as JSON lines on standard output."""
 
 import sys
-from typing import TextIO
-
-import pandas as pd
+from typing import Any, TextIO
 
 from signals_dagster.records import to_json_lines
 from signals_dagster.spec.models import CollectorSpec
@@ -16,7 +14,7 @@ class ConsoleWriter:
         self.stream = stream
 
     def write(
-        self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame
+        self, spec: CollectorSpec, partition_key: str | None, records: Any
     ) -> dict[str, object]:
         """Print and flush."""
         stream = self.stream or sys.stdout

@@ -5,12 +5,33 @@ import json
 import os
 from collections.abc import Sequence
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from signals_dagster.errors import SinkError
-from signals_dagster.records import to_json_lines, to_json_values
+from signals_dagster.records import json_line_chunks
 from signals_dagster.spec.models import CollectorSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+def check_writable(path: str) -> None:
+    """Preflight: the log can be appended to: it is a file we may write, or the nearest existing
+    folder above it is one we may write in (the write makes the missing ones). Creates nothing."""
+    target = Path(path).absolute()
+    if target.exists():
+        if target.is_dir():
+            raise SinkError(f"file sink: cannot append to {target}: it is a directory")
+        if not os.access(target, os.W_OK):
+            raise SinkError(f"file sink: cannot append to {target}: not writable")
+        return
+    folder = target.parent
+    while not folder.exists():  # ends at the root, which exists
+        folder = folder.parent
+    if not folder.is_dir():
+        raise SinkError(f"file sink: cannot create {target}: {folder} is not a directory")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise SinkError(f"file sink: cannot create {target}: directory {folder} is not writable")
 
 
 class FileWriter:
@@ -18,27 +39,21 @@ class FileWriter:
 
     def __init__(self, path: str) -> None:
         self.path = Path(path)
+        check_writable(path)
 
     def write(
-        self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame
+        self, spec: CollectorSpec, partition_key: str | None, records: Any
     ) -> dict[str, object]:
         """Append one partition's lines with a single write() and fsync before confirming."""
         return self.write_many(spec, [(partition_key, records)])[0]
 
     def write_many(
-        self, spec: CollectorSpec, parts: Sequence[tuple[str | None, pd.DataFrame]]
+        self, spec: CollectorSpec, parts: Sequence[tuple[str | None, Any]]
     ) -> list[dict[str, object]]:
-        """Append every partition of a run at once (all or nothing), then fsync once."""
-        if len(parts) == 1:
-            blocks = [to_json_lines(parts[0][1]).encode()]
-        else:  # serialise the run at once: per-call costs would dominate small partitions
-            lines = to_json_values(pd.concat([records for _, records in parts]))
-            blocks, first = [], 0
-            for _, records in parts:
-                last = first + len(records)
-                blocks.append("".join(f"{line}\n" for line in lines[first:last]).encode())
-                first = last
-        data = b"".join(blocks)
+        """Append every partition of a run under one lock (all or nothing), then fsync once.
+
+        The text is built a chunk of records at a time, so memory holds one chunk of it."""
+        sizes: list[int] = []
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -46,25 +61,37 @@ class FileWriter:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent runs append whole batches
                 size = os.fstat(fd).st_size
                 try:
-                    written = os.write(fd, data) if data else 0
-                    if written != len(data):
-                        raise OSError(f"short write: {written} of {len(data)} bytes")
+                    for _, records in parts:
+                        written = 0
+                        for block in json_line_chunks(records):
+                            written += _write_all(fd, block)
+                        sizes.append(written)
                     os.fsync(fd)
-                except OSError:
-                    os.ftruncate(fd, size)  # never leave half a batch behind
+                except BaseException:
+                    os.ftruncate(fd, size)  # never leave half a run behind
                     raise
             finally:
                 os.close(fd)
         except OSError as exc:
             raise SinkError(f"cannot append to {self.path}: {exc.strerror or exc}") from None
         path = str(self.path.resolve())
-        return [{"path": path, "bytes": len(block)} for block in blocks]
+        return [{"path": path, "bytes": written} for written in sizes]
 
     def close(self) -> None:
         """Nothing to release."""
 
 
-def read_records(path: str) -> pd.DataFrame:
+def _write_all(fd: int, data: bytes) -> int:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        if written <= 0:
+            raise OSError(f"short write: {written} of {len(view)} bytes")
+        view = view[written:]
+    return len(data)
+
+
+def read_records(path: str) -> "pd.DataFrame":
     """Read an audit log back into a records DataFrame (missing file: no records); a line that
     is not a record is an error naming the file and line."""
     from signals_dagster.records import RECORD_COLUMNS, empty_records, from_dicts

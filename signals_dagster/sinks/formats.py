@@ -4,54 +4,53 @@ import io
 import json
 from typing import Any
 
-import pandas as pd
-
 from signals_dagster.errors import SinkError
-from signals_dagster.records import RECORD_COLUMNS, empty_records, from_dicts, to_json_lines
+from signals_dagster.records import (
+    RECORD_COLUMNS,
+    RECORD_SCHEMA,
+    as_table,
+    empty_records,
+    from_dicts,
+    json_line_chunks,
+    tag_columns,
+    to_pandas,
+)
 
 
 def parquet_schema() -> Any:
-    """The Parquet schema of metric records."""
+    """The Parquet schema of metric records (tags sorted by key)."""
+    return RECORD_SCHEMA
+
+
+def _sorted_tags(tags: Any) -> Any:
+    """The tags map with every record's entries sorted by key (Parquet's canonical form)."""
     import pyarrow as pa
 
-    utc = pa.timestamp("us", tz="UTC")
-    return pa.schema(
-        [
-            pa.field("uuid", pa.string(), nullable=False),
-            pa.field("name", pa.string(), nullable=False),
-            pa.field("value", pa.float64(), nullable=False),
-            pa.field("type", pa.string(), nullable=False),
-            pa.field("tags", pa.map_(pa.string(), pa.string()), nullable=False),
-            pa.field("timestamp", utc, nullable=False),
-            pa.field("grain_datetime", utc, nullable=False),
-        ]
-    )
+    from signals_dagster.records.builder import tag_map
+
+    shape = tag_columns(tags)
+    if shape is None:
+        return pa.array([sorted(row) for row in tags.to_pylist()], tags.type)
+    keys, columns = shape
+    order = sorted(range(len(keys)), key=lambda k: keys[k])
+    return tag_map([keys[k] for k in order], [columns[k] for k in order], {}, len(tags))
 
 
-def encode(records: pd.DataFrame, fmt: str) -> bytes:
+def encode(records: Any, fmt: str) -> bytes:
     """Records as the bytes of one object (Parquet or JSON lines)."""
     if fmt == "jsonl":
-        return to_json_lines(records).encode()
-    import pyarrow as pa
+        return b"".join(json_line_chunks(records))
     import pyarrow.parquet as pq
 
-    schema = parquet_schema()
-    columns = {
-        "uuid": records["uuid"].astype(str).tolist(),
-        "name": records["name"].astype(str).tolist(),
-        "value": records["value"].astype("float64").tolist(),
-        "type": records["type"].astype(str).tolist(),
-        "tags": [sorted(dict(tags).items()) for tags in records["tags"]],
-        "timestamp": records["timestamp"].dt.floor("us").tolist(),
-        "grain_datetime": records["grain_datetime"].dt.floor("us").tolist(),
-    }
-    table = pa.Table.from_pydict(columns, schema=schema)
+    table = as_table(records)
+    tags = table.column("tags").combine_chunks()
+    table = table.set_column(4, RECORD_SCHEMA.field("tags"), _sorted_tags(tags))
     out = io.BytesIO()
-    pq.write_table(table, out)
+    pq.write_table(table.cast(RECORD_SCHEMA), out)
     return out.getvalue()
 
 
-def decode(body: bytes, fmt: str, where: str) -> pd.DataFrame:
+def decode(body: bytes, fmt: str, where: str) -> Any:
     """The records of one object (the inverse of `encode`)."""
     if fmt == "jsonl":
         try:
@@ -69,7 +68,7 @@ def decode(body: bytes, fmt: str, where: str) -> pd.DataFrame:
     if missing:
         raise SinkError(f"{where} lacks the record column(s) {', '.join(missing)}")
     if not table.num_rows:
-        return empty_records()
+        return to_pandas(empty_records())
     frame = table.select(RECORD_COLUMNS).to_pandas(maps_as_pydicts="strict")
     frame["value"] = frame["value"].astype("float64")
     for column in ("timestamp", "grain_datetime"):

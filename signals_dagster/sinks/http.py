@@ -8,8 +8,8 @@ the URI with its password redacted.
 
 import logging
 import time
+from typing import Any
 
-import pandas as pd
 import requests
 
 from signals_dagster.errors import SinkError
@@ -47,7 +47,7 @@ class HttpWriter:
         self.headers = {"Content-Type": "application/json", **config.headers}
 
     def write(
-        self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame
+        self, spec: CollectorSpec, partition_key: str | None, records: Any
     ) -> dict[str, object]:
         """Send every batch; return once each was answered 2xx."""
         values = to_json_values(records)

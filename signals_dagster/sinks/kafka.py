@@ -12,18 +12,19 @@ hangs it.
 """
 
 import logging
+import re
 import time
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import pandas as pd
 from confluent_kafka import KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from signals_dagster.errors import SinkError
-from signals_dagster.records import to_json_values
+from signals_dagster.records import as_table, to_json_values
+from signals_dagster.redact import redact
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.sinks import KafkaConfig
 
@@ -36,6 +37,12 @@ AHEAD = 8  # chunks that may be serialised ahead while the producer's queue is f
 GRACE = 5.0  # seconds a flush may take beyond the message timeout before the write gives up
 
 ClientFactory = Callable[[KafkaConfig], Any]
+ErrorCallback = Callable[[KafkaError], None]
+# (config, error_cb) -> an AdminClient whose connection errors go to error_cb
+AdminFactory = Callable[[KafkaConfig, ErrorCallback | None], Any]
+# A metadata lookup waits in slices (between them, connection errors are read), 0.25 s first,
+# then twice as long each time up to 2 s, so that a slow link still gets its answer.
+LOOKUP_SLICES = (0.25, 2.0)
 
 
 def _base_settings(config: KafkaConfig, extra: dict[str, Any] | None) -> dict[str, Any]:
@@ -66,12 +73,18 @@ def producer_settings(config: KafkaConfig, extra: dict[str, Any] | None = None) 
     }
 
 
-def admin_settings(config: KafkaConfig, extra: dict[str, Any] | None = None) -> dict[str, Any]:
+def admin_settings(
+    config: KafkaConfig,
+    extra: dict[str, Any] | None = None,
+    error_cb: ErrorCallback | None = None,
+) -> dict[str, Any]:
     """Settings for the admin client that looks up (and creates) the topic."""
     settings = _base_settings(config, extra)
     for key in list(settings):
         if key.startswith(("linger.", "batch.", "queue.", "partitioner", "sticky.")):
             del settings[key]  # producer tuning means nothing to the admin client
+    if error_cb is not None:  # how the lookup learns that connections are refused
+        settings["error_cb"] = error_cb
     return {**settings, "allow.auto.create.topics": False}
 
 
@@ -80,9 +93,9 @@ def make_producer(config: KafkaConfig) -> Producer:
     return Producer(producer_settings(config))
 
 
-def make_admin(config: KafkaConfig) -> AdminClient:
+def make_admin(config: KafkaConfig, error_cb: ErrorCallback | None = None) -> AdminClient:
     """An admin client made from the sink config alone."""
-    return AdminClient(admin_settings(config))
+    return AdminClient(admin_settings(config, error_cb=error_cb))
 
 
 # Errors that the same write would meet again: no point in Dagster retrying the step. Anything
@@ -116,6 +129,109 @@ def _describe(error: object) -> str:
     if isinstance(error, KafkaError):
         return f"{error.name()}: {error.str()}"
     return str(error)
+
+
+def _where(config: KafkaConfig) -> str:
+    return f"topic {config.topic!r} on {','.join(config.brokers)}"
+
+
+# librdkafka names the broker first: "host:port/bootstrap: Connect to ... failed: ...".
+_BROKER = re.compile(r"^(?P<broker>[^\s/]+)/\S*: ")
+
+
+class BrokerErrors:
+    """The admin client's error_cb: which brokers refused their connection (or do not resolve).
+
+    A refusal is an answer: nobody listens there, and waiting will not change that. A broker
+    that accepts the connection but does not answer reports no refusal, so the lookup gives it
+    the whole timeout."""
+
+    def __init__(self) -> None:
+        self.all_down = False
+        self.refused: dict[str, str] = {}  # broker -> its last error, while that is a refusal
+        self.last: str | None = None  # the last connection error of any broker
+
+    def __call__(self, error: KafkaError) -> None:
+        """Record one error librdkafka reports (served by admin.poll)."""
+        text = str(error.str())
+        if error.code() == KafkaError._ALL_BROKERS_DOWN:
+            self.all_down = True
+            return
+        self.last = text
+        match = _BROKER.match(text)
+        if match is None:
+            return
+        refused = error.code() == KafkaError._RESOLVE or (
+            error.code() == KafkaError._TRANSPORT and "Connection refused" in text
+        )
+        if refused:
+            self.refused[match["broker"]] = text
+        else:  # timed out, reset, TLS...: not known to be dead
+            self.refused.pop(match["broker"], None)
+
+    def nobody_listens(self, brokers: list[str]) -> str | None:
+        """The first broker's refusal when every broker refused (None: keep waiting)."""
+        if self.all_down and brokers and all(b in self.refused for b in brokers):
+            return self.refused[brokers[0]]
+        return None
+
+
+def lookup_topic(config: KafkaConfig, admin: Any, errors: BrokerErrors) -> Any:
+    """The topic's metadata (None: no such topic). Waits up to `timeout` for an answer, but
+    fails at once when every broker refuses connections."""
+    timeout = config.timeout.total_seconds()
+    started = time.monotonic()
+    deadline = started + timeout
+    wait, longest = LOOKUP_SLICES
+    while True:
+        left = max(0.001, min(wait, deadline - time.monotonic()))
+        wait = min(wait * 2, longest)
+        try:
+            return admin.list_topics(topic=config.topic, timeout=left).topics.get(config.topic)
+        except KafkaException as exc:
+            error = exc.args[0]
+        admin.poll(0)  # serve error_cb: why the brokers cannot be reached
+        refused = errors.nobody_listens(config.brokers)
+        if refused is not None:
+            raise SinkError(
+                f"kafka sink: cannot look up {_where(config)}: no broker reachable after "
+                f"{time.monotonic() - started:.1f}s (is the broker up?): {redact(refused)}",
+                transient=True,  # a broker being restarted refuses too: a retry may pass
+            )
+        waiting = error.code() in (KafkaError._TRANSPORT, KafkaError._TIMED_OUT)
+        if not waiting or time.monotonic() >= deadline:
+            last = f"; last connection error: {redact(errors.last)}" if errors.last else ""
+            raise SinkError(
+                f"kafka sink: cannot look up {_where(config)} within {timeout:g}s "
+                f"(is the broker up?): {_describe(error)}{last}",
+                transient=_transient(error),
+            )
+
+
+def _exists(config: KafkaConfig, found: Any) -> bool:
+    """True: the topic exists; False: it is missing and may be created; else SinkError."""
+    error = None if found is None else found.error
+    if found is not None and error is None:
+        return True
+    if error is not None and error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
+        raise SinkError(
+            f"kafka sink: cannot use {_where(config)}: {_describe(error)}",
+            transient=_transient(error),
+        )
+    if not config.allow_auto_topic_creation:
+        raise SinkError(
+            f"kafka sink: {_where(config)} does not exist; create it, or set "
+            "allow_auto_topic_creation: true in the sink config"
+        )
+    return False
+
+
+def check_topic(config: KafkaConfig, admin_factory: AdminFactory | None = None) -> None:
+    """Preflight: the brokers answer and the topic exists, or may be created (by the writer;
+    nothing is created here)."""
+    errors = BrokerErrors()
+    admin = (admin_factory or make_admin)(config, errors)
+    _exists(config, lookup_topic(config, admin, errors))
 
 
 def murmur2(data: bytes) -> int:
@@ -162,11 +278,11 @@ class _Serialised:
     """Keys and JSON values of a partition's records, serialised a chunk at a time; chunks may
     be built ahead while the producer's queue is full."""
 
-    def __init__(self, records: pd.DataFrame) -> None:
-        self.records = records
-        self.uuids: list[str] = records["uuid"].tolist()
+    def __init__(self, records: Any) -> None:
+        self.records = as_table(records)
+        self.uuids: list[str] = self.records.column("uuid").to_pylist()
         self.bytes = 0
-        self._starts = iter(range(0, len(records), CHUNK))
+        self._starts = iter(range(0, len(self.records), CHUNK))
         self._ready: deque[tuple[list[str], list[str]]] = deque()
 
     def build_one(self) -> bool:
@@ -176,7 +292,7 @@ class _Serialised:
         start = next(self._starts, None)
         if start is None:
             return False
-        values = to_json_values(self.records.iloc[start : start + CHUNK])
+        values = to_json_values(self.records.slice(start, CHUNK))
         self.bytes += sum(map(len, values))
         self._ready.append((self.uuids[start : start + CHUNK], values))
         return True
@@ -195,48 +311,28 @@ class KafkaWriter:
         self,
         config: KafkaConfig,
         producer_factory: ClientFactory | None = None,
-        admin_factory: ClientFactory | None = None,
+        admin_factory: AdminFactory | None = None,
     ) -> None:
         self.config = config
         self.topic = config.topic
         self.timeout = config.timeout.total_seconds()
         self.topic_created = False
-        self.partition_count = self._check_topic((admin_factory or make_admin)(config))
+        errors = BrokerErrors()
+        admin = (admin_factory or make_admin)(config, errors)
+        self.partition_count = self._check_topic(admin, errors)
         # Made now: the idempotent producer's handshake (~0.5 s) overlaps the other sinks' work.
         self._producer: Any = (producer_factory or make_producer)(config)
         self._partitioner = str(config.producer.get("partitioner", "consistent_random"))
 
     @property
     def _where(self) -> str:
-        return f"topic {self.topic!r} on {','.join(self.config.brokers)}"
+        return _where(self.config)
 
-    def _lookup(self, admin: Any) -> Any:
-        try:
-            metadata = admin.list_topics(topic=self.topic, timeout=self.timeout)
-        except KafkaException as exc:
-            raise SinkError(
-                f"kafka sink: cannot look up {self._where} within {self.timeout:g}s "
-                f"(is the broker up?): {_describe(exc.args[0])}",
-                transient=_transient(exc.args[0]),
-            ) from None
-        return metadata.topics.get(self.topic)
-
-    def _check_topic(self, admin: Any) -> int:
+    def _check_topic(self, admin: Any, errors: BrokerErrors) -> int:
         """The topic must exist: create it when allowed, else fail naming it. Its partitions."""
-        found = self._lookup(admin)
-        error = None if found is None else found.error
-        if found is not None and error is None:
+        found = lookup_topic(self.config, admin, errors)
+        if _exists(self.config, found):
             return len(found.partitions)
-        if error is not None and error.code() != KafkaError.UNKNOWN_TOPIC_OR_PART:
-            raise SinkError(
-                f"kafka sink: cannot use {self._where}: {_describe(error)}",
-                transient=_transient(error),
-            )
-        if not self.config.allow_auto_topic_creation:
-            raise SinkError(
-                f"kafka sink: {self._where} does not exist; create it, or set "
-                "allow_auto_topic_creation: true in the sink config"
-            )
         # Partitions and replication: the broker's defaults (-1).
         futures = admin.create_topics(
             [NewTopic(self.topic, num_partitions=-1, replication_factor=-1)],
@@ -253,11 +349,11 @@ class KafkaWriter:
                 ) from None
         self.topic_created = True
         log.info("kafka sink: created %s", self._where)
-        found = self._lookup(admin)
+        found = lookup_topic(self.config, admin, errors)
         return len(found.partitions) if found is not None and found.error is None else 0
 
     def write(
-        self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame
+        self, spec: CollectorSpec, partition_key: str | None, records: Any
     ) -> dict[str, object]:
         """Produce every record; return once each delivery is confirmed."""
         count = len(records)

@@ -7,17 +7,18 @@ No Dagster here: the Dagster layer hands a client factory (dagster-aws S3Resourc
 
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from signals_dagster.errors import SinkError
-from signals_dagster.records import RECORD_COLUMNS, empty_records
+from signals_dagster.records import RECORD_COLUMNS, as_table, empty_records, to_pandas
 from signals_dagster.redact import redact_secrets
 from signals_dagster.sinks.formats import decode, encode
 from signals_dagster.spec.fields import grain_timedelta
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.sinks import S3Config
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ClientFactory = Callable[[S3Config], Any]
 WINDOW_KEY_FMT = "%Y-%m-%dT%H:%M:%SZ"  # the key of an unpartitioned collector's window
@@ -58,12 +59,12 @@ def _secret(value: Any) -> str | None:
     return None if value is None else str(value.get_secret_value())
 
 
-def date_key(spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame) -> str:
+def date_key(spec: CollectorSpec, partition_key: str | None, records: Any) -> str:
     """The `date=` part: the partition key, or the window key of an unpartitioned collector."""
     if partition_key is not None:
         return partition_key
     if len(records):
-        start = pd.Timestamp(records["grain_datetime"].iloc[0]).to_pydatetime()
+        start = as_table(records).column("grain_datetime")[0].as_py()
     else:  # nothing collected: the window that contains now (sub-hour grains are epoch-aligned)
         delta = grain_timedelta(spec.metric.grain)
         assert delta is not None
@@ -236,7 +237,7 @@ class S3Writer:
             raise
 
     def write(
-        self, spec: CollectorSpec, partition_key: str | None, records: pd.DataFrame
+        self, spec: CollectorSpec, partition_key: str | None, records: Any
     ) -> dict[str, object]:
         """PUT the partition's object (replacing any previous one) and return its figures."""
         from botocore.exceptions import BotoCoreError, ClientError
@@ -261,12 +262,21 @@ class S3Writer:
         self.s3.close()
 
 
+def check_bucket(config: S3Config, factory: ClientFactory | None = None) -> None:
+    """Preflight: the bucket exists and these credentials may use it (nothing is written)."""
+    s3 = S3Access(config, factory)
+    try:
+        s3.check_bucket()
+    finally:
+        s3.close()
+
+
 def read_partitions(
     config: S3Config,
     spec: CollectorSpec,
     partition_keys: Sequence[str] | None,
     factory: ClientFactory | None = None,
-) -> pd.DataFrame:
+) -> "pd.DataFrame":
     """Records of the given partitions, concatenated; None: the latest object of the collector."""
     s3 = S3Access(config, factory)
     try:
@@ -294,5 +304,7 @@ def read_partitions(
     finally:
         s3.close()
     if not frames:
-        return empty_records()
+        return to_pandas(empty_records())
+    import pandas as pd
+
     return pd.concat(frames, ignore_index=True)[RECORD_COLUMNS]

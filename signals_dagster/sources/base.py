@@ -1,6 +1,6 @@
 """The source protocol and the factory that picks an implementation by `source.type`."""
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -13,10 +13,12 @@ from signals_dagster.window import Window
 
 @dataclass
 class Fetched:
-    """A query's answer for one window: column names and a (streamed) row iterator."""
+    """A query's answer for one window: column names and either a (streamed) row iterator or,
+    from a columnar driver, a stream of Arrow record batches with those columns."""
 
     columns: Sequence[str]
-    rows: Iterator[Sequence[Any]]
+    rows: Iterator[Sequence[Any]] | None = None
+    batches: Iterable[Any] | None = None  # pyarrow.RecordBatch (or Table) items, closable
 
 
 class SourceSession(Protocol):
@@ -70,6 +72,10 @@ def open_source(spec: CollectorSpec) -> Source:
     """The source implementation for a collector (drivers imported here, lazily)."""
     source = spec.source
     if isinstance(source.config, SqlConfig):
+        from signals_dagster.sources.postgres import PostgresSource, handles
+
+        if handles(source.config.uri):
+            return PostgresSource(source.config.uri, source.config.sql, source.config.timeout)
         from signals_dagster.sources.sql import SqlSource
 
         return SqlSource(source.config.uri, source.config.sql, source.config.timeout)

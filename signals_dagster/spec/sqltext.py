@@ -63,3 +63,22 @@ def collector_kind(params: set[str]) -> str:
     if "window_end" in params:
         return "as-of"
     return "snapshot"
+
+
+def numbered_params(sql: str) -> tuple[str, list[str]]:
+    """The query with each `:name` bind parameter (outside literals and comments) replaced by
+    `$1`, `$2`… (Postgres' own placeholders), and the parameter names in number order."""
+    blanked = strip_literals(sql)
+    order: list[str] = []
+    pieces: list[str] = []
+    last = 0
+    for match in _BIND.finditer(sql):
+        if blanked[match.start()] != ":":
+            continue  # inside a literal or comment
+        name = match.group(1)
+        if name not in order:
+            order.append(name)
+        pieces += [sql[last : match.start()], f"${order.index(name) + 1}"]
+        last = match.end()
+    pieces.append(sql[last:])
+    return "".join(pieces), order

@@ -1,18 +1,49 @@
 """URI checks shared by source and sink configs (no driver is imported)."""
 
+import re
 from urllib.parse import urlsplit
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
+# SQLAlchemy's own URL grammar (sqlalchemy.engine.url._parse_url), so that validating a
+# collector needs no SQLAlchemy import (a fifth of `signals validate`'s time); a test checks
+# that it accepts and rejects exactly what make_url does.
+_SQL_URL = re.compile(
+    r"""
+        (?P<name>[\w\+]+)://
+        (?:
+            (?P<username>[^:/]*)
+            (?::(?P<password>[^@]*))?
+        @)?
+        (?:
+            (?:
+                \[(?P<ipv6host>[^/\?]+)\] |
+                (?P<ipv4host>[^/:\?]+)
+            )?
+            (?::(?P<port>[^/\?]*))?
+        )?
+        (?:/(?P<database>[^\?]*))?
+        (?:\?(?P<query>.*))?
+    """,
+    re.X,
+)
+
+
+def sql_backend(value: str) -> str:
+    """The backend of a SQLAlchemy URL (`postgresql+psycopg://…` → postgresql), as
+    make_url(value).get_backend_name() says; ValueError when make_url would refuse it."""
+    match = _SQL_URL.match(value)
+    if match is None:
+        raise ValueError(f"not a database URL: {value!r}")
+    if match["port"]:
+        int(match["port"])  # make_url's own conversion: ValueError for a port like 'abc'
+    return match["name"].split("+")[0]
 
 
 def check_sql_uri(value: str, schemes: tuple[str, ...]) -> str:
     """A SQLAlchemy URL whose backend is one of `schemes` (any backend when empty)."""
     try:
-        url = make_url(value)
-    except (ArgumentError, ValueError):
+        backend = sql_backend(value)
+    except ValueError:
         raise ValueError("uri is not a valid database URL (scheme://user@host:port/db)") from None
-    backend = url.get_backend_name()
     if schemes and backend not in schemes:
         raise ValueError(
             f"uri scheme {backend!r} does not match the source (expected {schemes[0]}://)"

@@ -1,0 +1,223 @@
+"""The records frame: one Arrow table per run, exactly signals-collector's record per row.
+
+Columns: uuid, name, value (float64), type, tags (map<string, string>, in the record's own key
+order), timestamp and grain_datetime (UTC, microseconds). pandas is imported only to convert
+to and from DataFrames (derived assets, read-back), never on the collection path.
+"""
+
+from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+RECORD_COLUMNS = ["uuid", "name", "value", "type", "tags", "timestamp", "grain_datetime"]
+TAGS_TYPE = pa.map_(pa.string(), pa.string())
+UTC_US = pa.timestamp("us", tz="UTC")
+RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("uuid", pa.string(), nullable=False),
+        pa.field("name", pa.string(), nullable=False),
+        pa.field("value", pa.float64(), nullable=False),
+        pa.field("type", pa.string(), nullable=False),
+        pa.field("tags", TAGS_TYPE, nullable=False),
+        pa.field("timestamp", UTC_US, nullable=False),
+        pa.field("grain_datetime", UTC_US, nullable=False),
+    ]
+)
+
+Records = pa.Table  # a records frame; functions below also accept a pandas DataFrame of records
+
+
+def iso_z(moment: datetime, millis: bool = False) -> str:
+    """ISO-8601 in UTC with a trailing Z (milliseconds when asked)."""
+    utc = moment.astimezone(UTC)
+    text = utc.isoformat(timespec="milliseconds" if millis else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def empty_records() -> pa.Table:
+    """A records table with no rows."""
+    return RECORD_SCHEMA.empty_table()
+
+
+def repeated(value: object, count: int, kind: pa.DataType | None = None) -> pa.Array:
+    """`count` copies of one value as an Arrow array (text by default; built in C++)."""
+    kind = kind or pa.string()
+    return pc.fill_null(pa.nulls(count, kind), pa.scalar(value, kind))
+
+
+def make_records(
+    uuids: pa.Array,
+    name: str,
+    values: pa.Array,
+    kind: str,
+    tags: pa.Array,
+    collected_at: datetime,
+    grains: pa.Array,
+) -> pa.Table:
+    """A records table from its columns (constants for name, type and timestamp)."""
+    count = len(uuids)
+    stamp = pa.scalar(collected_at.astimezone(UTC), UTC_US)
+    return pa.Table.from_arrays(
+        [
+            uuids,
+            repeated(name, count),
+            values,
+            repeated(kind, count),
+            tags,
+            repeated(stamp, count, UTC_US),
+            grains.cast(UTC_US),
+        ],
+        schema=RECORD_SCHEMA,
+    )
+
+
+def concat_records(tables: Sequence[Any]) -> pa.Table:
+    """Several records frames as one table (in order)."""
+    parts = [as_table(t) for t in tables if len(t)]
+    if not parts:
+        return empty_records()
+    return pa.concat_tables(parts).combine_chunks() if len(parts) > 1 else parts[0]
+
+
+def as_table(records: Any) -> pa.Table:
+    """A records table from a table or a pandas DataFrame of records (tags as mappings)."""
+    if isinstance(records, pa.Table):
+        if records.schema.equals(RECORD_SCHEMA):
+            return records
+        return records.select(RECORD_COLUMNS).cast(RECORD_SCHEMA)
+    import pandas as pd
+
+    frame: pd.DataFrame = records
+    if not len(frame):
+        return empty_records()
+    stamps = [
+        pa.array(
+            pd.to_datetime(frame[c], utc=True).dt.floor("us").astype("datetime64[us, UTC]"),
+            UTC_US,
+        )
+        for c in ("timestamp", "grain_datetime")
+    ]
+    tags = pa.array([_tag_items(t) for t in frame["tags"]], TAGS_TYPE)
+    return pa.Table.from_arrays(
+        [
+            pa.array(frame["uuid"].astype(str).tolist(), pa.string()),
+            pa.array(frame["name"].astype(str).tolist(), pa.string()),
+            pa.array(frame["value"].astype("float64").to_numpy(), pa.float64()),
+            pa.array(frame["type"].astype(str).tolist(), pa.string()),
+            tags,
+            *stamps,
+        ],
+        schema=RECORD_SCHEMA,
+    )
+
+
+def _tag_items(tags: Any) -> list[tuple[str, str]]:
+    """A record's tags as (key, text) pairs: tags are text (a number becomes its text)."""
+    from signals_dagster.records.convert import tag_text
+
+    items = dict(tags).items()
+    if all(type(k) is str and type(v) is str for k, v in items):
+        return list(items)
+    return [(str(k), v if isinstance(v, str) else tag_text(v)) for k, v in items]
+
+
+def to_pandas(records: Any) -> "pd.DataFrame":
+    """Records as a pandas DataFrame: tags as dicts, timestamps as datetime64[ns, UTC]."""
+    import pandas as pd
+
+    if isinstance(records, pd.DataFrame):
+        return records
+    table = as_table(records)
+    frame = table.to_pandas(maps_as_pydicts="strict")
+    if not len(frame):
+        frame["tags"] = frame["tags"].astype(object)
+    for column in ("timestamp", "grain_datetime"):
+        frame[column] = frame[column].astype("datetime64[ns, UTC]")
+    frame["value"] = frame["value"].astype("float64")
+    return frame
+
+
+def tag_columns(tags: pa.Array) -> tuple[list[str], list[pa.Array]] | None:
+    """(keys, one text column per key) when every record's tags have the same keys in the same
+    order and no NULL text (the shape our records have); None for any other shape."""
+    import numpy as np
+
+    if isinstance(tags, pa.ChunkedArray):
+        tags = tags.combine_chunks()
+    count = len(tags)
+    offsets = np.frombuffer(
+        tags.buffers()[1], dtype=np.int32, count=count + 1, offset=tags.offset * 4
+    )
+    start, end = int(offsets[0]), int(offsets[-1])
+    lengths = np.diff(offsets)
+    width = int(lengths[0]) if count else 0
+    if count and not (lengths == width).all():
+        return None
+    keys = tags.keys.slice(start, end - start)
+    items = tags.items.slice(start, end - start)
+    first = keys.slice(0, width).to_pylist()
+    if width and count > 1:
+        tiled = pc.take(pa.array(first, pa.string()), pa.array(np.tile(np.arange(width), count)))
+        if not pc.all(pc.equal(keys, tiled)).as_py():
+            return None
+    if items.null_count:
+        return None
+    columns = [items.take(pa.array(np.arange(i, width * count, width))) for i in range(width)]
+    return first, columns
+
+
+def json_number(value: float) -> int | float:
+    """A value as the record's JSON gives it: integral floats as ints."""
+    return int(value) if value.is_integer() and abs(value) < 2**53 else value
+
+
+def to_dicts(records: Any) -> list[dict[str, Any]]:
+    """Records as the seed's JSON objects (ISO-8601 Z timestamps; integral values as ints)."""
+    table = as_table(records)
+    rows = table.to_pylist()
+    for row in rows:
+        row["value"] = json_number(float(row["value"]))
+        row["tags"] = dict(row["tags"])
+        row["timestamp"] = iso_z(row["timestamp"], millis=True)
+        row["grain_datetime"] = iso_z(row["grain_datetime"])
+    return rows
+
+
+def from_dicts(items: Iterable[dict[str, Any]]) -> "pd.DataFrame":
+    """Records read back from JSON objects (the inverse of `to_dicts`), as a DataFrame."""
+    import pandas as pd
+
+    rows = list(items)
+    if not rows:
+        return to_pandas(empty_records())
+    frame = pd.DataFrame(rows, columns=RECORD_COLUMNS)
+    frame["value"] = frame["value"].astype("float64")
+    for column in ("timestamp", "grain_datetime"):
+        frame[column] = pd.to_datetime(frame[column], utc=True, format="ISO8601")
+    return frame
+
+
+def value_sum(values: pa.Array | pa.ChunkedArray) -> float:
+    """The sum of values without float noise: summed exactly (fsum) and rounded to the finest
+    decimal precision among the values, so cents add up to cents (6658.31, not
+    6658.3099999999995); values with no short decimal form are summed as they are."""
+    import math
+
+    import numpy as np
+
+    array = np.asarray(pc.drop_null(values).to_numpy(), dtype="float64") if len(values) else None
+    if array is None or not len(array):
+        return 0.0
+    if not np.isfinite(array).all():
+        return float(array.sum())
+    total = math.fsum(array.tolist()) if len(array) < 4096 else math.fsum(array)
+    for places in range(16):
+        if np.array_equal(np.round(array, places), array):
+            return round(total, places)
+    return total

@@ -1,0 +1,135 @@
+"""Records as JSON text: exactly json.dumps(record, separators=(",", ":")) for each record of
+to_dicts, built column by column in Arrow (one pass per column, no Python object per record for
+the common shapes: every record with the same tag keys, printable-ASCII texts)."""
+
+import json
+from collections.abc import Callable, Iterator
+from json.encoder import encode_basestring_ascii
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from signals_dagster.records.frame import as_table, iso_z, tag_columns
+from signals_dagster.records.uuids import Part, join, json_escaped
+
+CHUNK = 65_536  # records serialised at a time: the text of a chunk is the only copy in memory
+
+
+def _encoder() -> Any:
+    """json.dumps(obj, separators=(",", ":")) as one C call, without per-call set-up."""
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:  # no C accelerator: the pure-Python encoder gives the same text
+        return json.JSONEncoder(separators=(",", ":")).encode
+
+    def default(obj: object) -> object:
+        raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
+
+    # markers, default, encoder, indent, key/item separators, sort_keys, skipkeys, allow_nan
+    encode = make(None, default, encode_basestring_ascii, None, ":", ",", False, False, True)
+    joined = "".join
+    return lambda obj: joined(encode(obj, 0))
+
+
+dumps = _encoder()
+
+
+def _column(table: pa.Table, name: str) -> pa.Array:
+    column = table.column(name)
+    return column.combine_chunks() if column.num_chunks != 1 else column.chunk(0)
+
+
+def _distinct(column: pa.Array, text: Callable[[Any], str]) -> Part:
+    """text(value) once per distinct value: one constant when the column holds one value."""
+    encoded = column.dictionary_encode()
+    texts = [text(v) for v in encoded.dictionary.to_pylist()]
+    if len(texts) == 1:
+        return texts[0]
+    return pc.take(pa.array(texts, pa.string()), encoded.indices)
+
+
+def _values(values: pa.Array) -> pa.Array:
+    """JSON text of each value (integral floats as ints; others as Python's repr)."""
+    array = values.to_numpy(zero_copy_only=False)
+    integral = np.isfinite(array) & (np.trunc(array) == array) & (np.abs(array) < 2**53)
+    whole = pa.array(np.where(integral, array, 0).astype(np.int64)).cast(pa.string())
+    if integral.all():
+        return whole
+    others = array[~integral].tolist()
+    texts = pa.array(dumps(others)[1:-1].split(","), pa.string())  # numbers have no commas
+    return pc.replace_with_mask(whole, pa.array(~integral), texts)
+
+
+def _map_parts(tags: pa.Array) -> list[Part] | None:
+    """The text between a tags object's braces as parts, when every record has the same keys
+    in the same order (None otherwise)."""
+    shape = tag_columns(tags)
+    if shape is None:
+        return None
+    parts: list[Part] = []
+    for index, (key, column) in enumerate(zip(*shape, strict=True)):
+        parts.append(("," if index else "") + encode_basestring_ascii(key) + ":")
+        values = column.dictionary_encode()
+        if len(values.dictionary) == 1:  # a static tag: one text for every record
+            parts.append(encode_basestring_ascii(values.dictionary[0].as_py()))
+        else:
+            parts += ['"', json_escaped(column), '"']
+    return parts
+
+
+def _map_rows(tags: pa.Array) -> pa.Array:
+    """The text between each tags object's braces, record by record (any shape)."""
+    return pa.array([dumps(dict(row))[1:-1] for row in tags.to_pylist()], pa.string())
+
+
+def json_texts(records: Any, newline: bool = False) -> pa.Array:
+    """One JSON text per record (with a trailing newline when asked), as an Arrow string array."""
+    table = as_table(records)
+    count = table.num_rows
+    if not count:
+        return pa.array([], pa.string())
+    tags = _column(table, "tags")
+    tag_parts = _map_parts(tags)
+    if tag_parts is None:
+        tag_parts = [_map_rows(tags)]
+    parts: list[Part] = [
+        '{"uuid":"',
+        json_escaped(_column(table, "uuid")),
+        '","name":',
+        _distinct(_column(table, "name"), dumps),
+        ',"value":',
+        _values(_column(table, "value")),
+        ',"type":',
+        _distinct(_column(table, "type"), dumps),
+        ',"tags":{',
+        *tag_parts,
+        '},"timestamp":',
+        _distinct(_column(table, "timestamp"), lambda t: dumps(iso_z(t, millis=True))),
+        ',"grain_datetime":',
+        _distinct(_column(table, "grain_datetime"), lambda t: dumps(iso_z(t))),
+        "}\n" if newline else "}",
+    ]
+    return join(parts, count)
+
+
+def to_json_values(records: Any) -> list[str]:
+    """Each record as compact JSON text."""
+    return list(json_texts(records).to_pylist())
+
+
+def json_line_chunks(records: Any, chunk: int = CHUNK) -> Iterator[bytes]:
+    """The records as JSON lines, `chunk` records at a time (bytes, each line ending in \\n)."""
+    table = as_table(records)
+    for start in range(0, table.num_rows, chunk):
+        texts = json_texts(table.slice(start, chunk), newline=True)
+        offsets = np.frombuffer(
+            texts.buffers()[1], dtype=np.int32, count=len(texts) + 1, offset=texts.offset * 4
+        )
+        first, last = int(offsets[0]), int(offsets[-1])
+        yield texts.buffers()[2][first:last].to_pybytes()
+
+
+def to_json_lines(records: Any) -> str:
+    """Records as JSON lines (each ending in a newline)."""
+    return b"".join(json_line_chunks(records)).decode()
