@@ -1,16 +1,35 @@
 """`signals invoke`: one collector, one window, no Dagster instance."""
 
+import contextlib
 import logging
-from typing import TextIO
+from typing import Any, TextIO
 
 from signals_dagster.collect import collect
 from signals_dagster.partitioning import current_window, window_for_key
 from signals_dagster.records import json_line_chunks
 from signals_dagster.redact import redact
 from signals_dagster.sinks import close_writers, open_writers
+from signals_dagster.sinks.file import FileWriter
 from signals_dagster.spec.loader import load_file
 
 log = logging.getLogger("signals_dagster")
+
+
+def _print_and_append(records: Any, stdout: TextIO, files: dict[str, FileWriter]) -> None:
+    """The records' JSON lines, serialised once a chunk at a time, to stdout and to every file
+    sink (each appended all or nothing)."""
+    with contextlib.ExitStack() as stack:
+        appends = [stack.enter_context(writer.appending()) for writer in files.values()]
+        binary = getattr(stdout, "buffer", None)  # a real stdout takes the bytes as they are
+        stdout.flush()
+        for chunk in json_line_chunks(records):
+            if binary is not None:
+                binary.write(chunk)
+            else:
+                stdout.write(chunk.decode())
+            for append in appends:
+                append(chunk)
+        (binary or stdout).flush()
 
 
 def invoke_collector(file: str, partition: str | None, dry_run: bool, stdout: TextIO) -> int:
@@ -29,10 +48,12 @@ def invoke_collector(file: str, partition: str | None, dry_run: bool, stdout: Te
     writers = {} if dry_run else open_writers(spec, include_console=False)
     try:
         (collected,) = collect(spec, [window])
-        for chunk in json_line_chunks(collected.records):  # a chunk of text in memory at a time
-            stdout.write(chunk.decode())
-        stdout.flush()
+        files = {n: w for n, w in writers.items() if isinstance(w, FileWriter)}
+        _print_and_append(collected.records, stdout, files)
         for name, writer in writers.items():
+            if name in files:
+                log.info("sink %s (file): %d record(s) appended", name, len(collected.records))
+                continue
             result = writer.write(spec, window.key, collected.records)
             log.info("sink %s (%s): %s", name, spec.sinks[name].type, result)
     finally:

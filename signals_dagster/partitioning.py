@@ -8,12 +8,14 @@ quirks included, so that `signals invoke` and `signals redrive` see the windows 
 - N-hour windows (2h ... 12h) follow the cron `0 */N * * *` on the local clock: a start inside a
   spring-forward gap moves to the end of the gap, a start that occurs twice takes the later one;
 - 1h windows are whole hours counted from partitions.start; on a fall-back night the second of two
-  equal local hours has its UTC offset in the key (`2026-10-25-02:00+0100`), as in Dagster;
+  equal local hours has its UTC offset in the key (`2026-10-25-02:00+0100`), as in Dagster (where
+  the clock moves by 30 minutes, Australia/Lord_Howe, the hours then start at :30 local time until
+  the next change, as in Dagster's partition list);
 - sub-hour grains are not partitioned: a run's window is the epoch-aligned one containing it.
 
 A window's bounds are aware datetimes in the collector's zone (`datetime.UTC` for "UTC").
-Subtract them only after `.astimezone(UTC)`: Python subtracts two datetimes of one zone by the
-wall clock, which gives 24 h for a 23 h day.
+Compare or subtract them in UTC (`.astimezone(UTC)`): Python compares and subtracts two datetimes
+of one zone by the wall clock, which gives 24 h for a 23 h day.
 """
 
 import functools
@@ -133,7 +135,9 @@ class Partitioning:
             return moment  # midnight: outside the hours Dagster corrects
         if not _exists(moment):
             if moment.hour in _DST_HOURS:
-                # The end of the gap (Dagster's apply_post_transition).
+                # The end of the gap (Dagster's apply_post_transition). Elsewhere (a gap at
+                # midnight, Havana) Dagster keeps the missing wall time: its key says 00:00 and
+                # its instant (fold 0) is the end of the gap all the same.
                 moment = moment.replace(minute=0) + (self.tz.dst(moment + HOUR) or timedelta(0))
         elif _ambiguous(moment):
             moment = moment.replace(fold=1)

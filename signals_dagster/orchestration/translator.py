@@ -8,12 +8,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import dagster as dg
-from sqlalchemy.engine import make_url
 
 from signals_dagster.redact import redact
 from signals_dagster.sources.base import query_shape
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.sources import MongoConfig, SqlConfig
+from signals_dagster.spec.uris import parse_sql_url
 
 
 def query_text(spec: CollectorSpec) -> str:
@@ -46,8 +46,9 @@ def translate(spec: CollectorSpec, file: Path | None = None) -> AssetFacts:
     """The asset facts of a collector."""
     kind = query_shape(spec).kind
     uri = getattr(spec.source.config, "uri", "")
+    pool = pool_name(spec)
     metadata: dict[str, Any] = {
-        "pool": pool_name(spec),
+        "pool": pool,
         "metric": spec.metric.name,
         "metric_type": spec.metric.type,
         "grain": spec.metric.grain,
@@ -75,7 +76,7 @@ def translate(spec: CollectorSpec, file: Path | None = None) -> AssetFacts:
         kind=kind,
         metadata=metadata,
         tags={"signals/collector_kind": kind, "signals/grain": spec.metric.grain},
-        pool=pool_name(spec),
+        pool=pool,
     )
 
 
@@ -86,7 +87,7 @@ def pool_name(spec: CollectorSpec) -> str:
     config = spec.source.config
     where = ""
     if isinstance(config, SqlConfig):
-        url = make_url(config.uri)
+        url = parse_sql_url(config.uri)
         where = f"{url.host or ''}{':' + str(url.port) if url.port else ''}/{url.database or ''}"
     else:
         parts = urlsplit(config.uri)

@@ -110,7 +110,8 @@ class RecordBuilder:
         by_key: dict[str, Part] = dict(zip(self.tag_names, columns, strict=True))
         by_key.update(self.static)
         uuids, fingerprints = bulk_uuids(self.name, grain.astimezone(UTC), by_key, size)
-        if size and len(np.unique(fingerprints)) != size:
+        ordered = np.sort(fingerprints)
+        if size and (ordered[1:] == ordered[:-1]).any():
             self._duplicate(uuids, rows, columns)  # equal fingerprints; equal uuids: an error
         self.windows.append(_Window(grain.astimezone(UTC), uuids, value, columns))
         micros = int(grain.astimezone(UTC).timestamp() * 1_000_000)
@@ -137,11 +138,15 @@ class RecordBuilder:
     # -- output ----------------------------------------------------------------------------
 
     def table(self, collected_at: datetime) -> pa.Table:
-        """Every record added so far, as one table (windows in the order they were added)."""
+        """Every record added so far, as one table (windows in the order they were added).
+
+        Called once: the builder hands its columns over to the table."""
         if not self._size:
             return empty_records()
         parts = []
-        for window in self.windows:
+        windows, self.windows = self.windows, []  # each window's columns are freed once used
+        while windows:
+            window = windows.pop(0)
             count = len(window.uuids)
             if not count:
                 continue
@@ -188,6 +193,6 @@ def tag_map(
     items = [*columns, *(repeated(v, count) for v in static.values())]
     # Interleave: record r's entries are items[0][r], items[1][r], ...
     order = (np.arange(count)[:, None] + np.arange(width)[None, :] * count).ravel()
-    flat_items = pc.take(pa.concat_arrays(items), pa.array(order))
+    flat_items = pa.chunked_array(items, pa.string()).take(pa.array(order)).combine_chunks()
     flat_keys = pc.take(pa.array(keys, pa.string()), pa.array(np.tile(np.arange(width), count)))
     return pa.MapArray.from_arrays(offsets, flat_keys, flat_items, type=TAGS_TYPE)

@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 from signals_dagster.records.frame import as_table, iso_z, tag_columns
 from signals_dagster.records.uuids import Part, join, json_escaped
 
-CHUNK = 65_536  # records serialised at a time: the text of a chunk is the only copy in memory
+CHUNK = 16_384  # records serialised at a time: the text of a chunk is the only copy in memory
 
 
 def _encoder() -> Any:
@@ -49,16 +49,30 @@ def _distinct(column: pa.Array, text: Callable[[Any], str]) -> Part:
     return pc.take(pa.array(texts, pa.string()), encoded.indices)
 
 
+# Where Arrow's shortest text of a non-integral float is Python's repr (both print the
+# shortest round-trip digits; only the switch to exponent notation differs, outside this range).
+ARROW_FLOAT_TEXT = (1e-2, 1e10)
+
+
 def _values(values: pa.Array) -> pa.Array:
     """JSON text of each value (integral floats as ints; others as Python's repr)."""
     array = values.to_numpy(zero_copy_only=False)
-    integral = np.isfinite(array) & (np.trunc(array) == array) & (np.abs(array) < 2**53)
-    whole = pa.array(np.where(integral, array, 0).astype(np.int64)).cast(pa.string())
+    magnitude = np.abs(array)
+    integral = np.isfinite(array) & (np.trunc(array) == array) & (magnitude < 2**53)
     if integral.all():
-        return whole
-    others = array[~integral].tolist()
-    texts = pa.array(dumps(others)[1:-1].split(","), pa.string())  # numbers have no commas
-    return pc.replace_with_mask(whole, pa.array(~integral), texts)
+        return pa.array(array.astype(np.int64)).cast(pa.string())
+    low, high = ARROW_FLOAT_TEXT
+    by_arrow = ~integral & (magnitude >= low) & (magnitude < high)
+    texts = pc.if_else(
+        pa.array(integral),
+        pa.array(np.where(integral, array, 0).astype(np.int64)).cast(pa.string()),
+        values.cast(pa.string()),
+    )
+    rest = ~(integral | by_arrow)
+    if rest.any():  # tiny, huge and non-finite values: Python's own text
+        python = pa.array(dumps(array[rest].tolist())[1:-1].split(","), pa.string())
+        texts = pc.replace_with_mask(texts, pa.array(rest), python)
+    return texts
 
 
 def _map_parts(tags: pa.Array) -> list[Part] | None:

@@ -22,6 +22,7 @@ from signals_dagster.records.frame import iso_z, repeated
 # Fixed namespace: the same (metric, tags, grain) gives the same uuid on every machine, forever.
 RECORD_NAMESPACE = uuid.UUID("6f1c1c8e-3b7a-5d2e-9a41-5e0d7c2f8b13")
 BULK = 4096  # from this many records on, DuckDB hashes faster than a Python loop
+HASH_CHUNK = 65_536  # records hashed at a time (bounds the memory of the hashed texts)
 _PLAIN = r"^[ !#-\[\]-~]*$"  # printable ASCII but " and \: JSON text as it is
 
 
@@ -85,17 +86,31 @@ def bulk_uuids(
 ) -> tuple[pa.Array, np.ndarray]:
     """The uuids of `count` records of one window (tags maps key → constant or text column),
     and a 64-bit fingerprint of each (equal tags give equal fingerprints)."""
-    keys = join(key_texts(name, grain_datetime, tags, count), count)
     if not count:
         return pa.array([], pa.string()), np.zeros(0, dtype=np.uint64)
-    if count < BULK:
+    text = np.empty((count, 36), dtype=np.uint8)  # the uuids' text, filled a chunk at a time
+    fingerprints = np.empty(count, dtype=np.uint64)
+    for start in range(0, count, HASH_CHUNK):  # hashed texts and digests: a chunk at a time
+        size = min(HASH_CHUNK, count - start)
+        part = {k: v if isinstance(v, str) else v.slice(start, size) for k, v in tags.items()}
+        digits = _sha1(join(key_texts(name, grain_datetime, part, size), size))
+        text[start : start + size] = _format(digits)
+        fingerprints[start : start + size] = _fingerprints(digits)
+    offsets = np.arange(0, (count + 1) * 36, 36, dtype=np.int32)
+    uuids = pa.Array.from_buffers(
+        pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(text)]
+    )
+    return uuids, fingerprints
+
+
+def _sha1(keys: pa.Array) -> np.ndarray:
+    """sha1(namespace + key) of every key as hex digits (n x 40)."""
+    if len(keys) < BULK:
         prefix = RECORD_NAMESPACE.bytes
         sha1 = hashlib.sha1
         text = "".join(sha1(prefix + k.encode()).hexdigest() for k in keys.to_pylist())
-        digits = np.frombuffer(text.encode(), dtype=np.uint8).reshape(count, 40)
-    else:
-        digits = _duckdb_sha1(keys)
-    return _format(digits), _fingerprints(digits)
+        return np.frombuffer(text.encode(), dtype=np.uint8).reshape(len(keys), 40)
+    return _duckdb_sha1(keys)
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
@@ -112,17 +127,14 @@ def _nibbles(digits: np.ndarray) -> np.ndarray:
     )
 
 
-def _format(digits: np.ndarray) -> pa.Array:
-    """sha1 hex digests (n x 40 ASCII) → UUIDv5 texts, as uuid.UUID(bytes=…, version=5)."""
-    count = len(digits)
-    out = digits[:, np.maximum(_LAYOUT, 0)].copy()
+def _format(digits: np.ndarray) -> np.ndarray:
+    """sha1 hex digests (n x 40 ASCII) → UUIDv5 texts (n x 36), as
+    str(uuid.UUID(bytes=digest[:16], version=5)) gives them."""
+    out = digits[:, np.maximum(_LAYOUT, 0)]
     out[:, _LAYOUT < 0] = ord("-")
     out[:, 14] = ord("5")
     out[:, 19] = _VARIANT[_nibbles(digits[:, 16]) & 3]
-    offsets = np.arange(0, (count + 1) * 36, 36, dtype=np.int32)
-    return pa.Array.from_buffers(
-        pa.string(), count, [None, pa.py_buffer(offsets), pa.py_buffer(out.tobytes())]
-    )
+    return out
 
 
 def _fingerprints(digits: np.ndarray) -> np.ndarray:

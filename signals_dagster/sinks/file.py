@@ -1,9 +1,10 @@
 """File sink: appends records as JSON lines to an audit log (the seed's durability log)."""
 
+import contextlib
 import fcntl
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,6 +55,17 @@ class FileWriter:
 
         The text is built a chunk of records at a time, so memory holds one chunk of it."""
         sizes: list[int] = []
+        with self.appending() as append:
+            for _, records in parts:
+                sizes.append(sum(append(block) for block in json_line_chunks(records)))
+        path = str(self.path.resolve())
+        return [{"path": path, "bytes": written} for written in sizes]
+
+    @contextlib.contextmanager
+    def appending(self) -> Iterator[Callable[[bytes], int]]:
+        """Append JSON-lines text (already serialised) under the lock: every block or none.
+
+        Leaving the block normally fsyncs; an error truncates the log to its size before."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -61,11 +73,7 @@ class FileWriter:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent runs append whole batches
                 size = os.fstat(fd).st_size
                 try:
-                    for _, records in parts:
-                        written = 0
-                        for block in json_line_chunks(records):
-                            written += _write_all(fd, block)
-                        sizes.append(written)
+                    yield lambda block: _write_all(fd, block)
                     os.fsync(fd)
                 except BaseException:
                     os.ftruncate(fd, size)  # never leave half a run behind
@@ -74,8 +82,6 @@ class FileWriter:
                 os.close(fd)
         except OSError as exc:
             raise SinkError(f"cannot append to {self.path}: {exc.strerror or exc}") from None
-        path = str(self.path.resolve())
-        return [{"path": path, "bytes": written} for written in sizes]
 
     def close(self) -> None:
         """Nothing to release."""

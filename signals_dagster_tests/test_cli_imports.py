@@ -1,0 +1,77 @@
+"""`signals validate`, `invoke` and `redrive` run without importing Dagster (issue 10): each
+command runs in a fresh interpreter, which then reports whether `dagster` was imported."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from signals_dagster_tests.sqlite_shop import collector_yaml, make_shop
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Runs `main(args)` like the `signals` script, then prints what it imported as the last line.
+PROBE = """
+import json, sys
+from signals_dagster.cli import main
+args = json.loads(sys.argv[1])
+if args:
+    main(args, standalone_mode=False)
+else:
+    import signals_dagster.partitioning, signals_dagster.invoke, signals_dagster.redrive
+print(json.dumps({"dagster": sorted(m for m in sys.modules if m.split(".")[0] == "dagster")}))
+"""
+
+
+def run_without_dagster(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """Run the CLI in a fresh interpreter; fail when the command or the probe fails."""
+    out = subprocess.run(
+        [sys.executable, "-c", PROBE, json.dumps(args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    imported = json.loads(out.stdout.splitlines()[-1])
+    assert imported == {"dagster": []}, f"{args} imported Dagster"
+    return out
+
+
+@pytest.fixture
+def shop_collector(tmp_path: Path) -> dict[str, Path]:
+    db = make_shop(tmp_path / "shop.sqlite")
+    audit = tmp_path / "audit.jsonl"
+    folder = tmp_path / "collectors"
+    folder.mkdir()
+    path = folder / "revenue.yaml"
+    path.write_text(collector_yaml(db, audit, extra="  shout:\n    type: console\n"))
+    return {"folder": folder, "collector": path, "audit": audit}
+
+
+def test_the_core_modules_import_no_dagster() -> None:
+    run_without_dagster([])
+
+
+def test_validate_imports_no_dagster(shop_collector: dict[str, Path]) -> None:
+    out = run_without_dagster(["validate", str(shop_collector["folder"])])
+    assert out.stdout.startswith("ok: 1 collector(s) valid")
+
+
+def test_invoke_dry_run_imports_no_dagster(shop_collector: dict[str, Path]) -> None:
+    args = ["invoke", str(shop_collector["collector"]), "--partition", "2026-02-03", "--dry-run"]
+    out = run_without_dagster(args)
+    records = [json.loads(line) for line in out.stdout.splitlines()[:-1]]
+    assert len(records) == 3
+    assert {r["grain_datetime"] for r in records} == {"2026-02-03T00:00:00Z"}
+    assert not shop_collector["audit"].exists()
+
+
+def test_invoke_and_redrive_import_no_dagster(shop_collector: dict[str, Path]) -> None:
+    collector, audit = str(shop_collector["collector"]), str(shop_collector["audit"])
+    run_without_dagster(["invoke", collector, "--partition", "2026-02-04"])
+    assert len(Path(audit).read_text().splitlines()) == 3
+    out = run_without_dagster(["redrive", audit, "--collector", collector, "--sink", "shout"])
+    assert "redriven: 3 record(s) in 1 partition(s) to sink shout (console)" in out.stdout
