@@ -102,11 +102,16 @@ def _collect_windows(
                     builders[columns] = RecordBuilder(spec, columns)
                 counts[window.key] = _add(builders[columns], window, fetched)
             except CollectorError as exc:
-                raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
+                raise _located(exc, spec, window) from None
         seconds[window.key] = time.perf_counter() - started
     if not builders:
         return []
     return _split(windows, list(builders.values()), now, counts, seconds)
+
+
+def _located(exc: CollectorError, spec: CollectorSpec, window: Window) -> CollectorError:
+    """The same error (type, transience) prefixed with the collector and window."""
+    return type(exc)(f"{spec.name}, {window.describe()}: {exc}", transient=exc.transient)
 
 
 def _add(builder: RecordBuilder, window: Window, fetched: Fetched) -> tuple[int, int]:
@@ -203,7 +208,7 @@ def _collect_range(
                 else:
                     counts[window.key] = builder.add(window.grain_datetime, parts[index])
             except CollectorError as exc:
-                raise CollectorError(f"{spec.name}, {window.describe()}: {exc}") from None
+                raise _located(exc, spec, window) from None
     share = (time.perf_counter() - started) / len(windows)
     return _split(windows, [builder], now, counts, dict.fromkeys(counts, share))
 

@@ -1,4 +1,5 @@
-"""Factories: collector specs → Dagster assets and their IO managers."""
+"""Factories: collector specs → Dagster assets, their jobs, schedules and sensors, and the one
+IO manager that writes every collector's records to its sinks."""
 
 import json
 from collections.abc import Iterator, Mapping
@@ -204,7 +205,8 @@ def collector_job(spec: CollectorSpec) -> CollectorJob:
 
 
 def build_definitions(catalog: Catalog, directory: str) -> dg.Definitions:
-    """Assets, IO managers, jobs, schedules and sensors for every collector of a catalog."""
+    """Assets, the sinks IO manager, jobs, schedules and sensors for every collector of a
+    catalog (`directory`: the folder it was loaded from)."""
     assets = []
     jobs = []
     schedules: list[dg.ScheduleDefinition] = []
@@ -221,7 +223,17 @@ def build_definitions(catalog: Catalog, directory: str) -> dg.Definitions:
             (sensors if isinstance(trigger, dg.SensorDefinition) else schedules).append(trigger)  # type: ignore[arg-type]
         if spec.late_data is not None:
             sensors.append(build_late_data_sensor(spec, job))
-    resources = {SINKS_IO_MANAGER_KEY: SinksIOManager(catalog.specs.values())}
+    # One IO manager for every collector, each collector's spec bound now: a run never re-reads
+    # the folder, so a file broken since the code location loaded cannot fail it.
+    sinks = dg.IOManagerDefinition.hardcoded_io_manager(
+        SinksIOManager(catalog.specs.values()),
+        description=f"Writes the records of the {len(catalog.specs)} collector(s) of "
+        f"{directory} to their sinks; reads them back (S3, file) for derived assets",
+    )
     return dg.Definitions(
-        assets=assets, resources=resources, jobs=jobs, schedules=schedules, sensors=sensors
+        assets=assets,
+        resources={SINKS_IO_MANAGER_KEY: sinks},
+        jobs=jobs,
+        schedules=schedules,
+        sensors=sensors,
     )

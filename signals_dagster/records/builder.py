@@ -101,15 +101,16 @@ class RecordBuilder:
         count = len(value)
         keep = value.is_valid()
         dropped = count - pc.sum(keep.cast(pa.int64())).as_py() if count else 0
-        rows = np.arange(1, count + 1)
+        rows = None  # source row numbers of the kept rows (None: all kept), for messages
         if dropped:
             value = value.filter(keep)
             columns = [c.filter(keep) for c in columns]
-            rows = rows[keep.to_numpy(zero_copy_only=False)]
+            rows = np.flatnonzero(keep.to_numpy(zero_copy_only=False)) + 1
         size = len(value)
         by_key: dict[str, Part] = dict(zip(self.tag_names, columns, strict=True))
         by_key.update(self.static)
         uuids, fingerprints = bulk_uuids(self.name, grain.astimezone(UTC), by_key, size)
+        pa.default_memory_pool().release_unused()  # the hashed texts' pages, back to the OS
         ordered = np.sort(fingerprints)
         if size and (ordered[1:] == ordered[:-1]).any():
             self._duplicate(uuids, rows, columns)  # equal fingerprints; equal uuids: an error
@@ -121,7 +122,7 @@ class RecordBuilder:
         self._size += size
         return count, dropped
 
-    def _duplicate(self, uuids: pa.Array, rows: np.ndarray, columns: list[pa.Array]) -> None:
+    def _duplicate(self, uuids: pa.Array, rows: np.ndarray | None, columns: list[pa.Array]) -> None:
         """Raise for the first two rows with the same tags (none: a fingerprint collision)."""
         seen: dict[str, int] = {}
         for index, record_id in enumerate(uuids.to_pylist()):
@@ -129,8 +130,9 @@ class RecordBuilder:
                 first = seen[record_id]
                 tags = {n: c[index].as_py() for n, c in zip(self.tag_names, columns, strict=True)}
                 tags.update(self.static)
+                numbers = rows if rows is not None else np.arange(1, len(uuids) + 1)
                 raise CollectorError(
-                    f"result rows {rows[first]} and {rows[index]} have the same tags {tags}: "
+                    f"result rows {numbers[first]} and {numbers[index]} have the same tags {tags}: "
                     "every row must have a distinct tag set (group by every non-value column)"
                 )
             seen[record_id] = index
@@ -186,13 +188,12 @@ def tag_map(
     if not width:
         return pa.MapArray.from_arrays(
             pa.array(np.zeros(count + 1, dtype=np.int32)),
+            pa.array([], pa.string()).dictionary_encode(),
             pa.array([], pa.string()),
-            pa.array([], pa.string()),
-            type=TAGS_TYPE,
-        )
+        ).cast(TAGS_TYPE)
     items = [*columns, *(repeated(v, count) for v in static.values())]
     # Interleave: record r's entries are items[0][r], items[1][r], ...
     order = (np.arange(count)[:, None] + np.arange(width)[None, :] * count).ravel()
     flat_items = pa.chunked_array(items, pa.string()).take(pa.array(order)).combine_chunks()
     flat_keys = pc.take(pa.array(keys, pa.string()), pa.array(np.tile(np.arange(width), count)))
-    return pa.MapArray.from_arrays(offsets, flat_keys, flat_items, type=TAGS_TYPE)
+    return pa.MapArray.from_arrays(offsets, flat_keys, flat_items)

@@ -7,7 +7,8 @@ from typing import Any
 from signals_dagster.errors import SinkError
 from signals_dagster.records import (
     RECORD_COLUMNS,
-    RECORD_SCHEMA,
+    STORED_SCHEMA,
+    TEXT_TAGS,
     as_table,
     empty_records,
     from_dicts,
@@ -19,7 +20,7 @@ from signals_dagster.records import (
 
 def parquet_schema() -> Any:
     """The Parquet schema of metric records (tags sorted by key)."""
-    return RECORD_SCHEMA
+    return STORED_SCHEMA
 
 
 def _sorted_tags(tags: Any) -> Any:
@@ -42,11 +43,11 @@ def encode(records: Any, fmt: str) -> bytes:
         return b"".join(json_line_chunks(records))
     import pyarrow.parquet as pq
 
-    table = as_table(records)
-    tags = table.column("tags").combine_chunks()
-    table = table.set_column(4, RECORD_SCHEMA.field("tags"), _sorted_tags(tags))
+    table = as_table(records).cast(STORED_SCHEMA)
+    tags = _sorted_tags(table.column("tags").combine_chunks())
+    table = table.set_column(4, STORED_SCHEMA.field("tags"), tags.cast(TEXT_TAGS))
     out = io.BytesIO()
-    pq.write_table(table.cast(RECORD_SCHEMA), out)
+    pq.write_table(table, out)
     return out.getvalue()
 
 

@@ -87,6 +87,9 @@ def _validation_problems(
     problems = []
     for error in exc.errors():
         path = _data_path(raw, tuple(error["loc"]))
+        if error["type"] == "union_tag_invalid":  # an unknown type: point at the `type:` key
+            ctx = error.get("ctx") or {}
+            path = (*path, str(ctx.get("discriminator", "type")).strip("'"))
         problems.append(Problem(file, pos.line_for(path), _dotted(path), _message(error)))
     return problems
 

@@ -1,5 +1,6 @@
 """The collector spec: signals-collector's format plus this project's optional keys."""
 
+import functools
 import hashlib
 import re
 from datetime import timedelta
@@ -165,7 +166,7 @@ class CollectorSpec(Model):
                 raise ValueError(f"owner {owner!r} must be an email or team:name")
         return value
 
-    @property
+    @functools.cached_property
     def asset_name(self) -> str:
         """Dagster asset key: every character outside [A-Za-z0-9_] becomes '_'."""
         return asset_name(self.name)

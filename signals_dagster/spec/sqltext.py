@@ -1,6 +1,7 @@
 """Light SQL text analysis: which bind parameters a query uses, outside literals and comments."""
 
 import re
+from collections.abc import Callable
 
 WINDOW_PARAMS = ("window_start", "window_end")
 _LITERALS = re.compile(
@@ -65,9 +66,10 @@ def collector_kind(params: set[str]) -> str:
     return "snapshot"
 
 
-def numbered_params(sql: str) -> tuple[str, list[str]]:
+def replace_params(sql: str, placeholder: Callable[[str, int], str]) -> tuple[str, list[str]]:
     """The query with each `:name` bind parameter (outside literals and comments) replaced by
-    `$1`, `$2`… (Postgres' own placeholders), and the parameter names in number order."""
+    placeholder(name, number) (numbers from 1, by first use), and the names in number order."""
+    sql = normalize(sql)
     blanked = strip_literals(sql)
     order: list[str] = []
     pieces: list[str] = []
@@ -78,7 +80,20 @@ def numbered_params(sql: str) -> tuple[str, list[str]]:
         name = match.group(1)
         if name not in order:
             order.append(name)
-        pieces += [sql[last : match.start()], f"${order.index(name) + 1}"]
+        pieces += [sql[last : match.start()], placeholder(name, order.index(name) + 1)]
         last = match.end()
     pieces.append(sql[last:])
     return "".join(pieces), order
+
+
+def numbered_params(sql: str) -> tuple[str, list[str]]:
+    """The query with Postgres' own placeholders `$1`, `$2`… for its bind parameters."""
+    return replace_params(sql, lambda _, number: f"${number}")
+
+
+def setting_params(sql: str, prefix: str) -> str:
+    """The query with each bind parameter replaced by the transaction setting that holds its
+    bound value, `current_setting('<prefix>name')::timestamptz`, ready to be streamed by COPY
+    (no trailing semicolon; a final comment cannot swallow COPY's closing parenthesis)."""
+    text, _ = replace_params(sql, lambda name, _: f"current_setting('{prefix}{name}')::timestamptz")
+    return text.rstrip().rstrip(";").rstrip() + "\n"
