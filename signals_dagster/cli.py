@@ -102,5 +102,25 @@ def _reported_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-if __name__ == "__main__":
+# Commands that never handle a pandas object: pyarrow imports pandas (0.5 s) on its first array
+# only to ask whether an input is one, so the `signals` command tells it there is none.
+_NO_PANDAS = {"validate", "invoke"}
+
+
+class _WithoutPandas:
+    """An import hook under which `import pandas` fails (pyarrow then knows there is none)."""
+
+    def find_spec(self, name: str, *_: object) -> None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ModuleNotFoundError(f"{name} is not used by this command", name=name)
+
+
+def run() -> None:
+    """The `signals` console command."""
+    if _NO_PANDAS & set(sys.argv[1:2]) and "pandas" not in sys.modules:
+        sys.meta_path.insert(0, _WithoutPandas())  # type: ignore[arg-type]
     main()
+
+
+if __name__ == "__main__":
+    run()

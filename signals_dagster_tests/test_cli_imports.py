@@ -1,5 +1,6 @@
-"""`signals validate`, `invoke` and `redrive` run without importing Dagster (issue 10): each
-command runs in a fresh interpreter, which then reports whether `dagster` was imported."""
+"""`signals validate`, `invoke` and `redrive` run without importing Dagster (issue 10), and
+validate / invoke of a SQLite collector without pandas or SQLAlchemy either: each command runs in
+a fresh interpreter, which then reports what it imported."""
 
 import json
 import subprocess
@@ -12,16 +13,22 @@ from signals_dagster_tests.sqlite_shop import collector_yaml, make_shop
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Runs `main(args)` like the `signals` script, then prints what it imported as the last line.
+# Runs the `signals` script's entry point, then prints what it imported as the last line.
 PROBE = """
 import json, sys
-from signals_dagster.cli import main
+from signals_dagster.cli import run
 args = json.loads(sys.argv[1])
 if args:
-    main(args, standalone_mode=False)
+    sys.argv = ["signals", *args]
+    try:
+        run()
+    except SystemExit as exit:
+        assert not exit.code, exit.code
 else:
     import signals_dagster.partitioning, signals_dagster.invoke, signals_dagster.redrive
-print(json.dumps({"dagster": sorted(m for m in sys.modules if m.split(".")[0] == "dagster")}))
+tops = {m.split(".")[0] for m in sys.modules if sys.modules[m] is not None}
+print(json.dumps({"dagster": sorted(m for m in sys.modules if m.split(".")[0] == "dagster"),
+                  "pandas": "pandas" in tops, "sqlalchemy": "sqlalchemy" in tops}))
 """
 
 
@@ -36,7 +43,10 @@ def run_without_dagster(args: list[str]) -> subprocess.CompletedProcess[str]:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     imported = json.loads(out.stdout.splitlines()[-1])
-    assert imported == {"dagster": []}, f"{args} imported Dagster"
+    assert imported["dagster"] == [], f"{args} imported Dagster"
+    if args[:1] in (["validate"], ["invoke"]):  # a SQLite collector: neither is needed
+        assert not imported["pandas"], f"{args} imported pandas"
+        assert not imported["sqlalchemy"], f"{args} imported SQLAlchemy"
     return out
 
 

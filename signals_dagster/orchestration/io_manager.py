@@ -3,11 +3,10 @@
 import itertools
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -20,6 +19,9 @@ from signals_dagster.sinks import open_writer
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.sinks import FileSink, S3Sink
 from signals_dagster.window import Window
+
+if TYPE_CHECKING:
+    import pandas as pd  # only derived assets read records back as pandas (imported then)
 
 # Past this many partitions in one run, per-partition metadata keeps only the figures.
 DETAILED_PARTITIONS = 31
@@ -127,8 +129,10 @@ class SinksIOManager(dg.IOManager):
                 writer.close()
         context.add_output_metadata({"sinks_written": len(spec.sinks), **written})
 
-    def load_input(self, context: dg.InputContext) -> pd.DataFrame:
+    def load_input(self, context: dg.InputContext) -> "pd.DataFrame":
         """Read the partition(s) back: from the S3 sink if any, else the file sink."""
+        import pandas as pd
+
         spec = self._spec(context)
         s3 = next((s for s in spec.sinks.values() if isinstance(s, S3Sink)), None)
         if s3 is not None:

@@ -76,6 +76,11 @@ def open_source(spec: CollectorSpec) -> Source:
 
         if handles(source.config.uri):
             return PostgresSource(source.config.uri, source.config.sql, source.config.timeout)
+        from signals_dagster.sources import sqlite
+
+        if sqlite.handles(source.config.uri):
+            config = source.config
+            return sqlite.SqliteSource(config.uri, config.sql, config.timeout)
         from signals_dagster.sources.sql import SqlSource
 
         return SqlSource(source.config.uri, source.config.sql, source.config.timeout)
