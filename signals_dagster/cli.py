@@ -118,7 +118,7 @@ class _WithoutPandas:
 def run() -> None:
     """The `signals` console command."""
     if _NO_PANDAS & set(sys.argv[1:2]) and "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _WithoutPandas())  # type: ignore[arg-type]
+        sys.meta_path.insert(0, _WithoutPandas())
     main()
 
 

@@ -109,7 +109,7 @@ def test_invoke_reports_spec_errors(tmp_path: Path) -> None:
     path.write_text("name: x\nmetric: {name: m, type: COUNT}\nsource: {type: nope}\nsinks: {}\n")
     result = signals("invoke", str(path))
     assert result.returncode == 1
-    assert f"{path}:3: source: unknown type 'nope'" in result.stdout
+    assert f"{path}:3: source.type: unknown type 'nope'" in result.stdout
     assert f"{path}:4: sinks:" in result.stdout
     assert "Traceback" not in result.stdout + result.stderr
 
