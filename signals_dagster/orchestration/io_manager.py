@@ -14,7 +14,7 @@ from signals_dagster.errors import CollectorError
 from signals_dagster.orchestration.clients import sink_clients
 from signals_dagster.orchestration.failures import as_failure
 from signals_dagster.orchestration.partitions import window_for_key
-from signals_dagster.records import as_table, empty_records, to_pandas
+from signals_dagster.records import as_table, empty_records, grain_micros, to_pandas
 from signals_dagster.sinks import open_writer
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.sinks import FileSink, S3Sink
@@ -32,7 +32,7 @@ def split_by_partition(
 ) -> list[tuple[str, pa.Table]]:
     """One (key, records) pair per partition, matched on grain_datetime = window start."""
     table = as_table(records)
-    grains = pc.cast(table.column("grain_datetime"), pa.int64()).to_numpy()
+    grains = grain_micros(table)
     # Our assets emit each partition's records as one contiguous run: cut at the changes.
     cuts = [0, *(np.flatnonzero(grains[1:] != grains[:-1]) + 1).tolist(), len(grains)]
     runs = {int(grains[a]): (a, b) for a, b in itertools.pairwise(cuts) if b > a}

@@ -14,7 +14,6 @@ from signals_dagster.errors import CollectorError
 from signals_dagster.records import convert
 from signals_dagster.records.frame import (
     TAGS_TYPE,
-    UTC_US,
     concat_records,
     empty_records,
     make_records,
@@ -111,8 +110,8 @@ class RecordBuilder:
         by_key.update(self.static)
         uuids, fingerprints = bulk_uuids(self.name, grain.astimezone(UTC), by_key, size)
         pa.default_memory_pool().release_unused()  # the hashed texts' pages, back to the OS
-        ordered = np.sort(fingerprints)
-        if size and (ordered[1:] == ordered[:-1]).any():
+        fingerprints.sort()  # in place: only equal neighbours matter
+        if size and (fingerprints[1:] == fingerprints[:-1]).any():
             self._duplicate(uuids, rows, columns)  # equal fingerprints; equal uuids: an error
         self.windows.append(_Window(grain.astimezone(UTC), uuids, value, columns))
         micros = int(grain.astimezone(UTC).timestamp() * 1_000_000)
@@ -152,7 +151,6 @@ class RecordBuilder:
             count = len(window.uuids)
             if not count:
                 continue
-            grains = repeated(window.grain, count, UTC_US)
             parts.append(
                 make_records(
                     window.uuids,
@@ -161,7 +159,7 @@ class RecordBuilder:
                     self.kind,
                     tag_map(self.tag_names, window.tags, self.static, count),
                     collected_at,
-                    grains,
+                    window.grain,
                 )
             )
         return concat_records(parts)

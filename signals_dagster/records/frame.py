@@ -25,12 +25,15 @@ if "ARROW_DEFAULT_MEMORY_POOL" not in os.environ:
 RECORD_COLUMNS = ["uuid", "name", "value", "type", "tags", "timestamp", "grain_datetime"]
 TEXT_TAGS = pa.map_(pa.string(), pa.string())  # in files
 # In memory the keys are dictionary-encoded: a run's records share a handful of tag keys.
-TAGS_TYPE = pa.map_(pa.dictionary(pa.int32(), pa.string()), pa.string())
+TAGS_TYPE = pa.map_(pa.dictionary(pa.int16(), pa.string()), pa.string())
 UTC_US = pa.timestamp("us", tz="UTC")
-LABEL = pa.dictionary(pa.int32(), pa.string())  # name and type: one text per run, not per record
+# In memory, columns that hold one value per run (name, type, timestamp) or per window
+# (grain_datetime) are dictionary-encoded: a 2-byte index per record.
+LABEL = pa.dictionary(pa.int16(), pa.string())
+INSTANT = pa.dictionary(pa.int16(), UTC_US)
 
 
-def _schema(label: pa.DataType, tags: pa.DataType) -> pa.Schema:
+def _schema(label: pa.DataType, tags: pa.DataType, instant: pa.DataType = UTC_US) -> pa.Schema:
     return pa.schema(
         [
             pa.field("uuid", pa.string(), nullable=False),
@@ -38,13 +41,13 @@ def _schema(label: pa.DataType, tags: pa.DataType) -> pa.Schema:
             pa.field("value", pa.float64(), nullable=False),
             pa.field("type", label, nullable=False),
             pa.field("tags", tags, nullable=False),
-            pa.field("timestamp", UTC_US, nullable=False),
-            pa.field("grain_datetime", UTC_US, nullable=False),
+            pa.field("timestamp", instant, nullable=False),
+            pa.field("grain_datetime", instant, nullable=False),
         ]
     )
 
 
-RECORD_SCHEMA = _schema(LABEL, TAGS_TYPE)  # in memory
+RECORD_SCHEMA = _schema(LABEL, TAGS_TYPE, INSTANT)  # in memory
 STORED_SCHEMA = _schema(pa.string(), TEXT_TAGS)  # in files (Parquet): plain texts
 
 Records = pa.Table  # a records frame; functions below also accept a pandas DataFrame of records
@@ -68,10 +71,16 @@ def repeated(value: object, count: int, kind: pa.DataType | None = None) -> pa.A
     return pc.fill_null(pa.nulls(count, kind), pa.scalar(value, kind))
 
 
-def label(value: str, count: int) -> pa.Array:
-    """`count` records' name or type: one dictionary entry, a 4-byte index per record."""
-    indices = pa.array(np.zeros(count, dtype=np.int32))
-    return pa.DictionaryArray.from_arrays(indices, pa.array([value], pa.string()))
+def constant(value: object, count: int, kind: pa.DataType | None = None) -> pa.Array:
+    """`count` copies of one value, dictionary-encoded: one entry, a 2-byte index per record."""
+    indices = pa.array(np.zeros(count, dtype=np.int16))
+    return pa.DictionaryArray.from_arrays(indices, pa.array([value], kind or pa.string()))
+
+
+def grain_micros(records: pa.Table) -> np.ndarray:
+    """grain_datetime of every record as µs since the epoch (int64)."""
+    column = records.column("grain_datetime").cast(UTC_US)
+    return np.asarray(pc.cast(column, pa.int64()).to_numpy())
 
 
 def make_records(
@@ -81,20 +90,20 @@ def make_records(
     kind: str,
     tags: pa.Array,
     collected_at: datetime,
-    grains: pa.Array,
+    grain: datetime,
 ) -> pa.Table:
-    """A records table from its columns (constants for name, type and timestamp)."""
+    """One window's records table from its columns (constants for name, type, timestamp and
+    grain_datetime)."""
     count = len(uuids)
-    stamp = pa.scalar(collected_at.astimezone(UTC), UTC_US)
     return pa.Table.from_arrays(
         [
             uuids,
-            label(name, count),
+            constant(name, count),
             values,
-            label(kind, count),
+            constant(kind, count),
             tags,
-            repeated(stamp, count, UTC_US),
-            grains.cast(UTC_US),
+            constant(collected_at.astimezone(UTC), count, UTC_US),
+            constant(grain.astimezone(UTC), count, UTC_US),
         ],
         schema=RECORD_SCHEMA,
     )
@@ -124,15 +133,21 @@ def as_table(records: Any) -> pa.Table:
             pd.to_datetime(frame[c], utc=True).dt.floor("us").astype("datetime64[us, UTC]"),
             UTC_US,
         )
+        .dictionary_encode()
+        .cast(INSTANT)
         for c in ("timestamp", "grain_datetime")
     ]
     tags = pa.array([_tag_items(t) for t in frame["tags"]], TEXT_TAGS).cast(TAGS_TYPE)
     return pa.Table.from_arrays(
         [
             pa.array(frame["uuid"].astype(str).tolist(), pa.string()),
-            pa.array(frame["name"].astype(str).tolist(), pa.string()).dictionary_encode(),
+            pa.array(frame["name"].astype(str).tolist(), pa.string())
+            .dictionary_encode()
+            .cast(LABEL),
             pa.array(frame["value"].astype("float64").to_numpy(), pa.float64()),
-            pa.array(frame["type"].astype(str).tolist(), pa.string()).dictionary_encode(),
+            pa.array(frame["type"].astype(str).tolist(), pa.string())
+            .dictionary_encode()
+            .cast(LABEL),
             tags,
             *stamps,
         ],

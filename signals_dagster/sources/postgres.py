@@ -27,7 +27,6 @@ from signals_dagster.spec.sqltext import (
     mentions_grain,
     normalize,
     numbered_params,
-    setting_params,
 )
 from signals_dagster.window import Window
 
@@ -87,12 +86,6 @@ class PostgresSource:
         self.range_capable = mentions_grain(sql)
         self.timeout_ms = max(1, int(timeout.total_seconds() * 1000))
         self.statement, self.order = numbered_params(self.sql)
-        # COPY takes no parameters: the window is bound into two settings of the transaction
-        # (set_config with $n parameters) that the streamed query reads back.
-        self.set_window = "SELECT " + ", ".join(
-            f"set_config('signals.{name}', ${i}, true)" for i, name in enumerate(self.order, 1)
-        )
-        self.copy_statement = setting_params(self.sql, "signals.")
         self._timeout = timeout
 
     def describe(self) -> dict[str, str]:
@@ -143,64 +136,38 @@ class PostgresSession:
                 f"the query uses the bind parameter :{unknown[0]}; only :window_start and "
                 ":window_end are bound"
             )
-        params = pa.record_batch(
-            [pa.array([values[name]], pa.timestamp("us", tz="UTC")) for name in source.order],
-            names=[str(i) for i in range(len(source.order))],
-        )
+        statement = adbc.AdbcStatement(self.connection)
         try:
-            # Prepared with the window bound: checks the query (one statement, it parses, its
-            # result types) without running it.
-            schema = self._run(source.statement, params, schema_only=True)
+            statement.set_options(**{"adbc.postgresql.use_copy": "false"})
+            statement.set_sql_query(source.statement)
+            params = None
+            if source.order:
+                params = pa.record_batch(
+                    [
+                        pa.array([values[name]], pa.timestamp("us", tz="UTC"))
+                        for name in source.order
+                    ],
+                    names=[str(i) for i in range(len(source.order))],
+                )
+                statement.bind(params)
+            handle = statement.execute_schema()  # keep the handle alive while importing
+            schema = pa.Schema._import_from_c(handle.address)
             if not all(supported(field.type) for field in schema):
+                statement.close()
                 self.connection.rollback()
                 return self._psycopg().fetch(window)
-            if source.order:  # the window, bound, as settings of this transaction only
-                texts = [values[name].isoformat() for name in source.order]
-                self._run(source.set_window, pa.record_batch([pa.array([t]) for t in texts],
-                          names=[str(i) for i in range(len(texts))]), drain=True)  # fmt: skip
-            statement, reader = self._stream(source.copy_statement)
+            if params is not None:
+                statement.bind(params)
+            stream, _ = statement.execute_query()
+            reader = pa.RecordBatchReader._import_from_c(stream.address)
         except (adbc.Error, pa.ArrowException) as exc:
+            statement.close()
             with contextlib.suppress(adbc.Error):
                 self.connection.rollback()
             raise _error(exc, source.uri) from None
         return Fetched(
             schema.names, batches=_Batches(reader, statement, source.uri, self.connection)
         )
-
-    def _run(
-        self, sql: str, params: pa.RecordBatch, schema_only: bool = False, drain: bool = False
-    ) -> pa.Schema:
-        """Prepare (and, unless schema_only, execute) one statement with bound parameters."""
-        import adbc_driver_manager as adbc
-
-        statement = adbc.AdbcStatement(self.connection)
-        try:
-            statement.set_options(**{"adbc.postgresql.use_copy": "false"})
-            statement.set_sql_query(sql)
-            if params.num_columns:
-                statement.bind(params)
-            if schema_only:
-                handle = statement.execute_schema()  # keep the handle alive while importing
-                return pa.Schema._import_from_c(handle.address)
-            stream, _ = statement.execute_query()
-            reader = pa.RecordBatchReader._import_from_c(stream.address)
-            table = reader.read_all() if drain else None
-            return table.schema if table is not None else reader.schema
-        finally:
-            statement.close()
-
-    def _stream(self, sql: str) -> tuple[Any, pa.RecordBatchReader]:
-        """Run a parameterless query through COPY … TO STDOUT (binary): streamed batches."""
-        import adbc_driver_manager as adbc
-
-        statement = adbc.AdbcStatement(self.connection)
-        try:
-            statement.set_sql_query(sql)
-            stream, _ = statement.execute_query()
-            return statement, pa.RecordBatchReader._import_from_c(stream.address)
-        except BaseException:
-            statement.close()
-            raise
 
     def _psycopg(self) -> Any:
         if self._fallback is None:

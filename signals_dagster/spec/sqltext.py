@@ -89,11 +89,3 @@ def replace_params(sql: str, placeholder: Callable[[str, int], str]) -> tuple[st
 def numbered_params(sql: str) -> tuple[str, list[str]]:
     """The query with Postgres' own placeholders `$1`, `$2`… for its bind parameters."""
     return replace_params(sql, lambda _, number: f"${number}")
-
-
-def setting_params(sql: str, prefix: str) -> str:
-    """The query with each bind parameter replaced by the transaction setting that holds its
-    bound value, `current_setting('<prefix>name')::timestamptz`, ready to be streamed by COPY
-    (no trailing semicolon; a final comment cannot swallow COPY's closing parenthesis)."""
-    text, _ = replace_params(sql, lambda name, _: f"current_setting('{prefix}{name}')::timestamptz")
-    return text.rstrip().rstrip(";").rstrip() + "\n"
