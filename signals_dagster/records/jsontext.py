@@ -41,12 +41,15 @@ def _column(table: pa.Table, name: str) -> pa.Array:
 
 
 def _distinct(column: pa.Array, text: Callable[[Any], str]) -> Part:
-    """text(value) once per distinct value: one constant when the column holds one value."""
-    encoded = column.dictionary_encode()
-    texts = [text(v) for v in encoded.dictionary.to_pylist()]
-    if len(texts) == 1:
-        return texts[0]
-    return pc.take(pa.array(texts, pa.string()), encoded.indices)
+    """text(value) once per distinct value in the column: one constant when the column holds
+    one value. (A slice of a dictionary column converts only the entries it uses.)"""
+    encoded = column if pa.types.is_dictionary(column.type) else column.dictionary_encode()
+    used = pc.unique(encoded.indices)
+    values = pc.take(encoded.dictionary, used).to_pylist()
+    if len(values) == 1:
+        return text(values[0])
+    texts = pa.array([text(v) for v in values], pa.string())
+    return pc.take(texts, pc.index_in(encoded.indices, value_set=used))
 
 
 # Where Arrow's shortest text of a non-integral float is Python's repr (both print the
