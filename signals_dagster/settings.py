@@ -1,4 +1,5 @@
-"""Project-level settings (`signals.yaml` or $SIGNALS_SETTINGS): where failure alerts go."""
+"""Project-level settings (`signals.yaml` or $SIGNALS_SETTINGS): where failure alerts go, and
+the trust boundary of collector files (sources, templating, sinks, egress)."""
 
 import os
 from pathlib import Path
@@ -29,8 +30,40 @@ class Alerts(Model):
     http: HttpAlerts | None = None
 
 
+class SourcesSettings(Model):
+    """Which SQLAlchemy dialects may run without a guaranteed read-only session (issue 16)."""
+
+    allow_unguarded: list[str] = Field(default_factory=list)
+
+
+SECRET_ENV_DEFAULT = ["*PASSWORD*", "*SECRET*", "*TOKEN*", "*KEY*", "AWS_*"]
+
+
+class TemplatingSettings(Model):
+    """Which environment variables templates may read, and which count as secrets."""
+
+    secret_env: list[str] = Field(default_factory=lambda: list(SECRET_ENV_DEFAULT))
+    allow_env: list[str] | None = None  # glob patterns; None: every variable exists
+
+
+class FileSinkSettings(Model):
+    roots: list[str] | None = None  # None: the working directory and $SIGNALS_DATA_DIR
+
+
+class SinksSettings(Model):
+    file: FileSinkSettings = Field(default_factory=FileSinkSettings)
+
+
+class EgressSettings(Model):
+    allow: list[str] | None = None  # host[:port] glob patterns; None: every host
+
+
 class Settings(Model):
     alerts: Alerts = Field(default_factory=Alerts)
+    sources: SourcesSettings = Field(default_factory=SourcesSettings)
+    templating: TemplatingSettings = Field(default_factory=TemplatingSettings)
+    sinks: SinksSettings = Field(default_factory=SinksSettings)
+    egress: EgressSettings = Field(default_factory=EgressSettings)
 
 
 def settings_path() -> Path:
