@@ -9,7 +9,7 @@ from collections.abc import Iterator, Sequence
 
 import click
 
-from signals_dagster.errors import CollectorError, SpecError
+from signals_dagster.errors import CollectorError, Problem, SpecError
 from signals_dagster.redact import redact
 
 
@@ -33,11 +33,14 @@ def validate(paths: Sequence[str]) -> None:
     from signals_dagster.spec.loader import collector_files, load_collectors
 
     targets = list(paths) or [collectors_dir()]
+    warnings: list[Problem] = []
     try:
-        specs = load_collectors(targets)
+        specs = load_collectors(targets, warnings=warnings)
     except SpecError as exc:
         _print_problems(exc)
         sys.exit(1)
+    for warning in sorted(warnings):
+        click.echo(f"warning: {warning}", err=True)
     files = collector_files(targets)
     if not files:
         click.echo(f"no collector files (*.yaml, *.yml) in {', '.join(targets)}", err=True)

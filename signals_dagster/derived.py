@@ -6,17 +6,27 @@ asset key receives that collector's records for the mapped partitions as a DataF
 """
 
 import json
+import os
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
-import pandas as pd
 
 from signals_dagster.catalog import Catalog
 from signals_dagster.records import RECORD_COLUMNS, empty_records, record_uuid, to_pandas
 from signals_dagster.spec.models import CollectorSpec, asset_name
 
-# Demo: daily collector name -> name of its weekly rollup (added only when the collector exists).
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Demo: daily collector name -> name of its weekly rollup (added only for the demo's folder).
 DEMO_WEEKLY = {"shop.orders.revenue.daily": "shop.orders.revenue.weekly"}
+# The demo's collectors folder (the repository's collectors/), and the variable that adds the demo's
+# derived assets to another folder holding the same collectors (SIGNALS_DEMO_DERIVED=1).
+DEMO_DIR = Path(__file__).resolve().parents[1] / "collectors"
+DEMO_OPT_IN = "SIGNALS_DEMO_DERIVED"
 
 
 def first_monday(start: str) -> str:
@@ -26,9 +36,11 @@ def first_monday(start: str) -> str:
 
 
 def weekly_records(
-    daily: pd.DataFrame, metric: str, week_start: datetime, collected_at: datetime
-) -> pd.DataFrame:
+    daily: "pd.DataFrame", metric: str, week_start: datetime, collected_at: datetime
+) -> "pd.DataFrame":
     """Sum daily records per tag set into one record per tag set for the week."""
+    import pandas as pd  # only when a derived asset runs: loading definitions needs no pandas
+
     if not len(daily):
         return to_pandas(empty_records())
     keyed = daily.assign(_tags=[json.dumps(t, sort_keys=True) for t in daily["tags"]])
@@ -74,7 +86,7 @@ def weekly_sum(spec: CollectorSpec, name: str) -> dg.AssetsDefinition:
         description=f"{metric}: ISO-week sum of {spec.name} per tag set (derived asset)",
         metadata={"metric": metric, "derived_from": spec.name},
     )
-    def _weekly(context: dg.AssetExecutionContext, daily: pd.DataFrame) -> dg.Output[pd.DataFrame]:
+    def _weekly(context: dg.AssetExecutionContext, daily: Any) -> dg.Output[Any]:
         days = list(context.asset_partition_keys_for_input("daily"))
         done = context.instance.get_materialized_partitions(upstream)
         missing = [day for day in days if day not in done]
@@ -101,11 +113,23 @@ def weekly_sum(spec: CollectorSpec, name: str) -> dg.AssetsDefinition:
     return _weekly
 
 
+def _demo_collector(catalog: Catalog, name: str) -> bool:
+    """Whether `name` is the demo's daily collector: loaded from the demo's folder (or any
+    folder, with SIGNALS_DEMO_DERIVED=1), so a team's collector of the same name never gets
+    the demo's rollup unasked."""
+    spec, file = catalog.specs.get(name), catalog.files.get(name)
+    if spec is None or spec.metric.grain != "24h":
+        return False
+    if os.environ.get(DEMO_OPT_IN) == "1":
+        return True
+    return file is not None and file.resolve().is_relative_to(DEMO_DIR)
+
+
 def derived_definitions(catalog: Catalog) -> dg.Definitions:
-    """The demo's derived assets whose upstream collector is in the catalog (else none)."""
+    """The demo's derived assets, for the demo's collectors folder only (else none)."""
     assets = [
         weekly_sum(catalog.specs[daily], weekly)
         for daily, weekly in DEMO_WEEKLY.items()
-        if daily in catalog.specs and catalog.specs[daily].metric.grain == "24h"
+        if _demo_collector(catalog, daily)
     ]
     return dg.Definitions(assets=assets)

@@ -1,6 +1,8 @@
-"""Keep secrets out of logs and metadata: passwords in URIs, credentials in query strings."""
+"""Keep secrets out of logs and metadata: passwords in URIs, credentials in query strings and
+libpq keyword strings, and every secret value the loader expanded into a credential field."""
 
 import re
+from urllib.parse import quote
 
 _USERINFO = re.compile(
     r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^:@/\s]*):(?P<pw>[^@\s]*)@"
@@ -9,17 +11,49 @@ _SECRET_PARAMS = re.compile(
     r"(?i)(?P<k>[?&;](?:password|passwd|pwd|secret|token|access_key|secret_key|api_key|apikey|"
     r"sslpassword|aws_secret_access_key)=)(?P<v>[^&;\s'\"]*)"
 )
+# libpq keyword/value form: `host=db password=hunter2` or `password='a b\'c'`.
+_KEYWORD = re.compile(
+    r"(?i)(?P<k>(?<![\w-])(?:password|passwd|pwd|sslpassword)\s*=\s*)"
+    r"(?P<v>'(?:[^'\\]|\\.)*'?|[^\s'\"&;]+)"
+)
 MASK = "***"
+MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary text everywhere
+
+_registered: set[str] = set()
+
+
+def register_secret(value: str) -> None:
+    """Mask `value` (and its URL-encoded form) in every later redact() of this process."""
+    if len(value) >= MIN_SECRET_LENGTH:
+        _registered.add(value)
+        encoded = quote(value, safe="")
+        if encoded != value:
+            _registered.add(encoded)
+
+
+def registered_secrets() -> frozenset[str]:
+    """The secret values registered so far (for tests)."""
+    return frozenset(_registered)
+
+
+def _mask_values(text: str, secrets: set[str] | list[str]) -> str:
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
 
 
 def redact(text: str) -> str:
-    """Replace passwords in URIs (user:pw@) and secret query parameters with ***."""
+    """Replace registered secrets, passwords in URIs (user:pw@), secret query parameters and
+    libpq `password=` keywords with ***."""
+    if _registered:
+        text = _mask_values(text, _registered)
     text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    return _SECRET_PARAMS.sub(lambda m: f"{m['k']}{MASK}", text)
+    text = _SECRET_PARAMS.sub(lambda m: f"{m['k']}{MASK}", text)
+    return _KEYWORD.sub(lambda m: f"{m['k']}{MASK}", text)
 
 
 def redact_secrets(text: str, secrets: list[str]) -> str:
     """Redact URIs and also every literal secret given (e.g. a password found in a config)."""
-    for secret in sorted((s for s in secrets if s and len(s) >= 3), key=len, reverse=True):
-        text = text.replace(secret, MASK)
+    text = _mask_values(text, [s for s in secrets if s and len(s) >= 3])
     return redact(text)

@@ -68,3 +68,14 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's collector folder or debug settings."""
     for var in ("SIGNALS_COLLECTORS_DIR", "SIGNALS_DEBUG", "DAGSTER_HOME"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _file_sink_roots(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """File sinks of tests write under pytest's temporary folders (and /tmp: the seed corpus's
+    /tmp/log, fixed paths of load-only tests): the file sink roots besides the working directory
+    (signals_dagster/confine.py). Tests of the roots themselves set their own."""
+    roots = [str(tmp_path_factory.getbasetemp()), "/tmp"]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("SIGNALS_DATA_DIR", os.pathsep.join(roots))
+        yield

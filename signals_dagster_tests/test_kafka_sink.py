@@ -473,3 +473,51 @@ def test_signals_invoke_writes_to_kafka(kafka_broker: TansuBroker, shop: dict[st
     messages = consume_all(kafka_broker.bootstrap, topic, expected=len(printed))
     assert sorted(m.value().decode() for m in messages) == sorted(printed)
     assert "sink kafka (kafka)" in result.stderr
+
+
+# --- KafkaProducerResource.settings reach the clients of a Dagster run ------------------------
+
+BAD_SETTING = {"socket.timeout.ms": "not-a-number"}  # librdkafka refuses it when a client is made
+
+
+def materialize_with(
+    folder: Path, kafka: KafkaProducerResource, **kwargs: object
+) -> dg.ExecuteInProcessResult:
+    defs = build_definitions(load_catalog(str(folder)), str(folder), kafka=kafka)
+    return dg.materialize(
+        list(defs.assets or []),
+        resources=defs.resources,
+        instance=dg.DagsterInstance.ephemeral(),
+        raise_on_error=False,
+        partition_key="2026-02-03",
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_resource_settings_apply_to_the_run(
+    kafka_broker: TansuBroker, shop: dict[str, Path]
+) -> None:
+    topic = unique_topic()
+    create_topic(kafka_broker.bootstrap, topic, partitions=1)
+    write_collector(shop, kafka_broker.bootstrap, topic, timeout="10s")
+    bad = materialize_with(shop["dir"], KafkaProducerResource(settings=BAD_SETTING))
+    assert not bad.success
+    assert "socket.timeout.ms" in failure_message(bad)
+    assert not shop["audit"].exists()  # refused before the query, nothing written
+    good = materialize_with(
+        shop["dir"], KafkaProducerResource(settings={"client.id": "signals-test"})
+    )
+    assert good.success
+    assert len(consume_all(kafka_broker.bootstrap, topic, expected=3)) == 3
+
+
+def test_resource_settings_from_run_config_apply_too(
+    kafka_broker: TansuBroker, shop: dict[str, Path]
+) -> None:
+    topic = unique_topic()
+    create_topic(kafka_broker.bootstrap, topic, partitions=1)
+    write_collector(shop, kafka_broker.bootstrap, topic, timeout="10s")
+    run_config = {"resources": {"signals_kafka": {"config": {"settings": BAD_SETTING}}}}
+    result = materialize_with(shop["dir"], KafkaProducerResource(), run_config=run_config)
+    assert not result.success
+    assert "socket.timeout.ms" in failure_message(result)

@@ -48,10 +48,9 @@ VALUES = [
     -(2.0**53) + 1,
     1e20,
     1.5e300,
-    float("nan"),
-    float("inf"),
-    float("-inf"),
-]
+    5e-324,
+    -1.7976931348623157e308,
+]  # NaN and ±inf are no JSON number: refused (test_audit_bugs), never printed as NaN / Infinity
 TAGS = [
     {},
     {"env": "prod"},

@@ -15,6 +15,7 @@ import pytest
 from signals_dagster.catalog import load_catalog
 from signals_dagster.orchestration.factory import build_definitions
 from signals_dagster.orchestration.sensors import fingerprints, lookback_windows
+from signals_dagster.orchestration.translator import pool_name
 from signals_dagster.spec.loader import load_file
 
 TODAY = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -63,9 +64,15 @@ sinks:
     return folder
 
 
-def evaluate(defs: dg.Definitions, cursor: str | None) -> Any:
+def evaluate(
+    defs: dg.Definitions, cursor: str | None, instance: dg.DagsterInstance | None = None
+) -> Any:
     sensor = defs.get_sensor_def("ld_revenue_late_data")
-    context = dg.build_sensor_context(cursor=cursor, repository_def=defs.get_repository_def())
+    context = dg.build_sensor_context(
+        cursor=cursor,
+        repository_def=defs.get_repository_def(),
+        instance=instance or dg.DagsterInstance.ephemeral(),
+    )
     return sensor.evaluate_tick(context)
 
 
@@ -109,6 +116,44 @@ def test_late_data_sensor_requests_exactly_the_changed_windows(
         [two_days_ago.strftime("%Y-%m-%d"), (TODAY - timedelta(days=1)).strftime("%Y-%m-%d")]
     )
     assert evaluate(defs, changed.cursor).run_requests == []
+
+
+def late_defs(folder: Path) -> dg.Definitions:
+    return build_definitions(load_catalog(str(folder)), str(folder))
+
+
+def test_fingerprint_queries_take_a_slot_of_the_source_pool(
+    late_table: str, tmp_path: Path
+) -> None:
+    defs = late_defs(late_yaml(late_table, tmp_path))
+    pool = pool_name(load_file(tmp_path / "late" / "c.yaml"))
+    with dg.instance_for_test() as instance:  # sqlite storage: pools have slots
+        storage = instance.event_log_storage
+        storage.set_concurrency_slots(pool, 1)
+        assert storage.claim_concurrency_slot(pool, "busy-run", "collect").is_claimed
+        full = evaluate(defs, None, instance)
+        assert not full.run_requests
+        assert f"pool {pool!r} is full" in str(full.skip_message)
+        assert full.cursor is None  # nothing was queried: the fingerprints wait
+        storage.free_concurrency_slot_for_step("busy-run", "collect")
+        free = evaluate(defs, None, instance)
+        assert free.cursor is not None
+        info = storage.get_concurrency_info(pool)
+        assert (info.active_slot_count, info.pending_step_count) == (0, 0)  # the slot went back
+
+
+def test_a_failing_fingerprint_query_fails_the_tick(late_table: str, tmp_path: Path) -> None:
+    folder = late_yaml(late_table, tmp_path)
+    path = folder / "c.yaml"
+    path.write_text(
+        path.read_text().replace("FROM ld_orders\n    WHERE", "FROM ld_nope\n    WHERE")
+    )
+    pool = pool_name(load_file(path))
+    with dg.instance_for_test() as instance:
+        instance.event_log_storage.set_concurrency_slots(pool, 1)
+        with pytest.raises(Exception, match=r"fingerprint query failed.*ld_nope"):
+            evaluate(late_defs(folder), None, instance)
+        assert instance.event_log_storage.get_concurrency_info(pool).active_slot_count == 0
 
 
 class _Inbox(BaseHTTPRequestHandler):

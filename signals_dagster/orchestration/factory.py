@@ -3,7 +3,6 @@ IO manager that writes every collector's records to its sinks."""
 
 import json
 from collections.abc import Iterator, Mapping
-from datetime import datetime
 from pathlib import Path
 
 import dagster as dg
@@ -20,8 +19,14 @@ from signals_dagster.errors import CollectorError
 from signals_dagster.orchestration.clients import sink_clients
 from signals_dagster.orchestration.failures import as_failure
 from signals_dagster.orchestration.io_manager import DETAILED_PARTITIONS, SinksIOManager
-from signals_dagster.orchestration.partitions import current_window, partitions_def, window_for_key
-from signals_dagster.orchestration.schedules import build_schedule, build_subhour_trigger
+from signals_dagster.orchestration.partitions import partitions_def, window_for_key
+from signals_dagster.orchestration.resources import KafkaProducerResource
+from signals_dagster.orchestration.schedules import (
+    build_schedule,
+    build_subhour_trigger,
+    subhour_window,
+    tagged_window,
+)
 from signals_dagster.orchestration.sensors import build_late_data_sensor, run_failure_alerts
 from signals_dagster.orchestration.translator import AssetFacts, translate
 from signals_dagster.records import concat_records, to_dicts
@@ -35,6 +40,9 @@ SAMPLE_ROWS = 20
 
 # Resource key of the one sinks IO manager every collector's asset writes through.
 SINKS_IO_MANAGER_KEY = "signals_sinks"
+# Resource key of the KafkaProducerResource that makes every Kafka sink's clients (its `settings`
+# reach the sink check before the query and the producers of the IO manager).
+KAFKA_RESOURCE_KEY = "signals_kafka"
 # A collector op's only output: the run's records, to the sinks (one Out shared by every op).
 _RECORDS_OUT = dg.Out(pa.Table, io_manager_key=SINKS_IO_MANAGER_KEY)
 
@@ -74,31 +82,26 @@ def partition_metadata(item: Collected, facts: AssetFacts, detailed: bool) -> di
     }
 
 
-def _run(spec: CollectorSpec, context: dg.AssetExecutionContext) -> list[Collected]:
+def _windows(spec: CollectorSpec, context: dg.AssetExecutionContext) -> list[Window]:
     if context.has_partition_key_range or context.has_partition_key:
-        windows = [window_for_key(spec, key) for key in context.partition_keys]
-    else:
-        windows = [subhour_window(spec, query_shape(spec).kind)]
-    context.log.info(
-        f"{spec.name}: collecting {len(windows)} window(s) "
-        f"{windows[0].key}{' .. ' + windows[-1].key if len(windows) > 1 else ''}"
-    )
+        return [window_for_key(spec, key) for key in context.partition_keys]
+    # The window of the tick that requested the run; the wall clock's when launched by hand.
+    tagged = tagged_window(spec, context.run.tags)
+    return [tagged or subhour_window(spec, query_shape(spec).kind)]
+
+
+def _run(spec: CollectorSpec, context: dg.AssetExecutionContext) -> list[Collected]:
     try:
-        check_sinks(spec, sink_clients())  # before the query: a dead sink costs the source nothing
+        windows = _windows(spec, context)  # a bad window is a failure, not retried
+        context.log.info(
+            f"{spec.name}: collecting {len(windows)} window(s) "
+            f"{windows[0].key}{' .. ' + windows[-1].key if len(windows) > 1 else ''}"
+        )
+        kafka = getattr(context.resources, KAFKA_RESOURCE_KEY)
+        check_sinks(spec, sink_clients(kafka))  # before the query: a dead sink costs nothing
         return collect(spec, windows)
     except CollectorError as exc:
         raise as_failure(exc) from None
-
-
-def subhour_window(spec: CollectorSpec, kind: str, now: datetime | None = None) -> Window:
-    """Unpartitioned (sub-hour) runs: a snapshot measures the window of the run time; windowed
-    and as-of collectors take the last closed window, which is complete."""
-    window = current_window(spec, now)
-    if kind == "snapshot":
-        return window
-    length = window.end - window.start
-    start = window.start - length
-    return Window(start.strftime("%Y-%m-%dT%H:%M:%SZ"), start, window.start)
 
 
 def backfill_policy(spec: CollectorSpec, kind: str) -> dg.BackfillPolicy | None:
@@ -152,6 +155,7 @@ def _asset(
             jitter=dg.Jitter.PLUS_MINUS,
         ),
         pool=facts.pool,
+        required_resource_keys={KAFKA_RESOURCE_KEY},
     )
     asset_spec = dg.AssetSpec(
         key,
@@ -204,9 +208,12 @@ def collector_job(spec: CollectorSpec) -> CollectorJob:
     )
 
 
-def build_definitions(catalog: Catalog, directory: str) -> dg.Definitions:
+def build_definitions(
+    catalog: Catalog, directory: str, kafka: KafkaProducerResource | None = None
+) -> dg.Definitions:
     """Assets, the sinks IO manager, jobs, schedules and sensors for every collector of a
-    catalog (`directory`: the folder it was loaded from)."""
+    catalog (`directory`: the folder it was loaded from); `kafka`: the deployment's Kafka
+    resource (its `settings` apply to every Kafka sink; run config may set them too)."""
     assets = []
     jobs = []
     schedules: list[dg.ScheduleDefinition] = []
@@ -225,14 +232,19 @@ def build_definitions(catalog: Catalog, directory: str) -> dg.Definitions:
             sensors.append(build_late_data_sensor(spec, job))
     # One IO manager for every collector, each collector's spec bound now: a run never re-reads
     # the folder, so a file broken since the code location loaded cannot fail it.
-    sinks = dg.IOManagerDefinition.hardcoded_io_manager(
-        SinksIOManager(catalog.specs.values()),
+    specs = list(catalog.specs.values())
+    sinks = dg.IOManagerDefinition(
+        resource_fn=lambda init: SinksIOManager(specs, getattr(init.resources, KAFKA_RESOURCE_KEY)),
+        required_resource_keys={KAFKA_RESOURCE_KEY},
         description=f"Writes the records of the {len(catalog.specs)} collector(s) of "
         f"{directory} to their sinks; reads them back (S3, file) for derived assets",
     )
     return dg.Definitions(
         assets=assets,
-        resources={SINKS_IO_MANAGER_KEY: sinks},
+        resources={
+            SINKS_IO_MANAGER_KEY: sinks,
+            KAFKA_RESOURCE_KEY: kafka or KafkaProducerResource(),
+        },
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,

@@ -14,6 +14,7 @@ from signals_dagster.errors import CollectorError
 from signals_dagster.orchestration.clients import sink_clients
 from signals_dagster.orchestration.failures import as_failure
 from signals_dagster.orchestration.partitions import window_for_key
+from signals_dagster.orchestration.resources import KafkaProducerResource
 from signals_dagster.records import as_table, empty_records, grain_micros, to_pandas
 from signals_dagster.sinks import open_writer
 from signals_dagster.spec.models import CollectorSpec
@@ -72,11 +73,15 @@ class SinksIOManager(dg.IOManager):
 
     One instance serves every collector of a code location: each collector's spec is bound when
     the definitions are built, so a run never re-reads the collector folder (a file broken since
-    then cannot fail another collector's run).
+    then cannot fail another collector's run). Kafka clients come from `kafka`, the
+    deployment's KafkaProducerResource (its `settings` apply to every Kafka sink).
     """
 
-    def __init__(self, specs: Iterable[CollectorSpec]) -> None:
+    def __init__(
+        self, specs: Iterable[CollectorSpec], kafka: KafkaProducerResource | None = None
+    ) -> None:
         self._specs = {dg.AssetKey(spec.asset_name): spec for spec in specs}
+        self._kafka = kafka
 
     def _spec(self, context: dg.OutputContext | dg.InputContext) -> CollectorSpec:
         key = context.asset_key
@@ -98,7 +103,7 @@ class SinksIOManager(dg.IOManager):
         try:
             # Open (and check: S3 bucket...) every sink before writing to any of them, so a
             # misconfigured sink fails the run with nothing written elsewhere.
-            clients = sink_clients()
+            clients = sink_clients(self._kafka)
             for sink_name, sink in spec.sinks.items():
                 writers[sink_name] = open_writer(sink, clients=clients)
             for sink_name, writer in writers.items():
@@ -140,7 +145,7 @@ class SinksIOManager(dg.IOManager):
 
             keys = list(context.asset_partition_keys) if context.has_asset_partitions else None
             try:
-                return read_partitions(s3.config, spec, keys, sink_clients().s3)
+                return read_partitions(s3.config, spec, keys, sink_clients(self._kafka).s3)
             except CollectorError as exc:
                 raise as_failure(exc) from None
         sink = next((s for s in spec.sinks.values() if isinstance(s, FileSink)), None)

@@ -1,6 +1,7 @@
 """Timing: a schedule per partitioned collector (the window that just closed, after `lag`),
 cron schedules or sensors for sub-hour grains."""
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 import dagster as dg
@@ -8,12 +9,20 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition as AssetJob,
 )
 
-from signals_dagster.orchestration.partitions import partitions_def
+from signals_dagster.errors import CollectorError
+from signals_dagster.orchestration.partitions import current_window, partitions_def
+from signals_dagster.partitioning import INSTANT_FMT, window_containing
+from signals_dagster.sources.base import query_shape
 from signals_dagster.spec.fields import MONTH, grain_timedelta
 from signals_dagster.spec.models import CollectorSpec
+from signals_dagster.window import Window
 
 HOUR = timedelta(hours=1)
 DAY = timedelta(days=1)
+# Run tag with the UTC start of the window a sub-hour run collects, set by the schedule or sensor
+# tick that requests it: a run that starts late (queued) or is retried collects that window, not
+# the one of the wall clock when it runs.
+WINDOW_TAG = "signals/window_start"
 
 
 def _split(lag: timedelta) -> tuple[int, int, int]:
@@ -81,6 +90,40 @@ def build_schedule(spec: CollectorSpec, job: AssetJob) -> dg.ScheduleDefinition:
     )
 
 
+def subhour_window(spec: CollectorSpec, kind: str, now: datetime | None = None) -> Window:
+    """Unpartitioned (sub-hour) runs: a snapshot measures the window of the tick; windowed
+    and as-of collectors take the last closed window, which is complete."""
+    window = current_window(spec, now)
+    if kind == "snapshot":
+        return window
+    length = window.end - window.start
+    start = window.start - length
+    return Window(start.strftime(INSTANT_FMT), start, window.start)
+
+
+def tagged_window(spec: CollectorSpec, tags: Mapping[str, str]) -> Window | None:
+    """The window a sub-hour run's tick asked for (None for a run launched by hand)."""
+    start = tags.get(WINDOW_TAG)
+    if start is None:
+        return None
+    try:
+        window = window_containing(spec, datetime.strptime(start, INSTANT_FMT).replace(tzinfo=UTC))
+    except ValueError:
+        window = None
+    if window is None or window.key != start:
+        raise CollectorError(
+            f"run tag {WINDOW_TAG}={start!r} is not the start of a {spec.metric.grain} window"
+        )
+    return window
+
+
+def _subhour_request(
+    spec: CollectorSpec, kind: str, tick: datetime, run_key: str | None
+) -> dg.RunRequest:
+    window = subhour_window(spec, kind, tick)
+    return dg.RunRequest(run_key=run_key, tags={WINDOW_TAG: window.key})
+
+
 def build_subhour_trigger(
     spec: CollectorSpec, job: AssetJob
 ) -> dg.ScheduleDefinition | dg.SensorDefinition:
@@ -88,14 +131,21 @@ def build_subhour_trigger(
     delta = grain_timedelta(spec.metric.grain)
     assert delta is not None
     status = _status(spec)
+    kind = query_shape(spec).kind
     if delta >= timedelta(minutes=1):
         cron = spec.schedule.cron if spec.schedule and spec.schedule.cron else close_cron(spec)
+
+        def _tick(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+            tick = context.scheduled_execution_time or datetime.now(UTC)
+            return _subhour_request(spec, kind, tick, None)
+
         return dg.ScheduleDefinition(
             name=f"{spec.asset_name}_schedule",
             job=job,
             cron_schedule=cron,
             default_status=status,
             description=f"Collects {spec.name} every {spec.metric.grain}",
+            execution_fn=_tick,
         )
     seconds = int(delta.total_seconds())
 
@@ -107,8 +157,8 @@ def build_subhour_trigger(
         description=f"Collects {spec.name} every {spec.metric.grain}",
     )
     def _every(context: dg.SensorEvaluationContext) -> dg.RunRequest:
-        now = datetime.now(UTC)
-        slot = int(now.timestamp()) // seconds * seconds
-        return dg.RunRequest(run_key=f"{spec.asset_name}:{slot}")
+        slot = int(datetime.now(UTC).timestamp()) // seconds * seconds
+        tick = datetime.fromtimestamp(slot, UTC)
+        return _subhour_request(spec, kind, tick, f"{spec.asset_name}:{slot}")
 
     return _every

@@ -3,6 +3,9 @@
 import hashlib
 import json
 import logging
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -13,9 +16,10 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 
 from signals_dagster.errors import CollectorError
 from signals_dagster.orchestration.partitions import partitions_def, window_for_key
+from signals_dagster.orchestration.translator import pool_name
 from signals_dagster.redact import redact
 from signals_dagster.spec.models import CollectorSpec
-from signals_dagster.spec.sources import SqlConfig
+from signals_dagster.spec.sources import DuckdbConfig, SqlConfig
 from signals_dagster.window import Window
 
 log = logging.getLogger("signals_dagster")
@@ -40,12 +44,20 @@ def lookback_windows(spec: CollectorSpec, now: datetime) -> list[Window]:
 
 def fingerprints(spec: CollectorSpec, windows: list[Window]) -> dict[str, str]:
     """A digest of the fingerprint query's answer for each window (one connection)."""
+    from signals_dagster.sources import duckdb
+    from signals_dagster.sources.duckdb import DuckdbSource
     from signals_dagster.sources.sql import SqlSource
 
     assert spec.late_data is not None
     assert isinstance(spec.source.config, SqlConfig)
     config = spec.source.config
-    source = SqlSource(config.uri, spec.late_data.fingerprint_sql, config.timeout)
+    sql = spec.late_data.fingerprint_sql
+    source: SqlSource | DuckdbSource
+    if duckdb.handles(config.uri):  # sandboxed like the collector's own query
+        allowed = config.allowed_paths if isinstance(config, DuckdbConfig) else ()
+        source = DuckdbSource(config.uri, sql, config.timeout, allowed)
+    else:
+        source = SqlSource(config.uri, sql, config.timeout)
     out: dict[str, str] = {}
     with source.session() as session:
         for window in windows:
@@ -57,6 +69,29 @@ def fingerprints(spec: CollectorSpec, windows: list[Window]) -> dict[str, str]:
     return out
 
 
+@contextmanager
+def pool_slot(instance: dg.DagsterInstance, pool: str) -> Iterator[bool]:
+    """Hold one slot of a Dagster pool for the block: True when granted (or the pool has no
+    limit), False when every slot is taken. The slot is held as a step of a pseudo run id
+    (`sensor-<uuid>`) and freed on the way out, as an op of a run would."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        yield True
+        return
+    limits = {p.name for p in storage.get_pool_limits()}
+    if pool not in limits and storage.get_pool_config().default_pool_limit is not None:
+        storage.initialize_concurrency_limit_to_default(pool)  # what a run's first claim does
+        limits = {p.name for p in storage.get_pool_limits()}
+    if pool not in limits:
+        yield True
+        return
+    holder, step = f"sensor-{uuid.uuid4()}", "fingerprints"
+    try:
+        yield storage.claim_concurrency_slot(pool, holder, step).is_claimed
+    finally:
+        storage.free_concurrency_slot_for_step(holder, step)  # claimed or still pending
+
+
 def changed_windows(previous: dict[str, str], current: dict[str, str]) -> list[str]:
     """Keys seen before whose fingerprint differs now (new keys only set the baseline)."""
     return [k for k, v in current.items() if k in previous and previous[k] != v]
@@ -65,6 +100,7 @@ def changed_windows(previous: dict[str, str], current: dict[str, str]) -> list[s
 def build_late_data_sensor(spec: CollectorSpec, job: AssetJob) -> dg.SensorDefinition:
     """Re-materialise exactly the closed windows whose fingerprint changed since last time."""
     assert spec.late_data is not None
+    pool = pool_name(spec)
 
     @dg.sensor(
         name=f"{spec.asset_name}_late_data",
@@ -77,10 +113,19 @@ def build_late_data_sensor(spec: CollectorSpec, job: AssetJob) -> dg.SensorDefin
     def _late(context: dg.SensorEvaluationContext) -> dg.SensorResult:
         previous: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
         windows = lookback_windows(spec, datetime.now(UTC))
-        try:
-            current = fingerprints(spec, windows)
-        except CollectorError as exc:
-            return dg.SensorResult(skip_reason=f"fingerprint query failed: {exc}")
+        # The fingerprint queries hit the collector's source: they take a slot of its pool like
+        # a run does, and wait for the next evaluation when the pool is full.
+        with pool_slot(context.instance, pool) as granted:
+            if not granted:
+                return dg.SensorResult(
+                    skip_reason=f"pool {pool!r} is full: fingerprints wait for the next evaluation"
+                )
+            try:
+                current = fingerprints(spec, windows)
+            except CollectorError as exc:  # a failed tick, shown in the UI: not a quiet skip
+                raise CollectorError(
+                    f"{spec.name}: fingerprint query failed: {exc}", transient=exc.transient
+                ) from None
         requests = [
             dg.RunRequest(run_key=f"{key}:{current[key]}", partition_key=key)
             for key in changed_windows(previous, current)
@@ -113,10 +158,15 @@ def alert_payload(run: dg.DagsterRun, message: str, failed_steps: list[str]) -> 
 def post_alert(
     payload: dict[str, Any], uri: str, headers: dict[str, str], timeout: timedelta
 ) -> None:
-    """POST the alert as JSON; raise on a non-2xx answer."""
+    """POST the alert as JSON; raise on a non-2xx answer (or a host egress.allow refuses)."""
     import requests
 
-    answer = requests.post(uri, json=payload, headers=headers, timeout=timeout.total_seconds())
+    from signals_dagster.confine import check_egress, url_host
+
+    check_egress("alert", *url_host(uri))
+    answer = requests.post(
+        uri, json=payload, headers=headers, timeout=timeout.total_seconds(), allow_redirects=False
+    )
     answer.raise_for_status()
 
 

@@ -1,5 +1,6 @@
 """Collector spec → the static facts of its asset (key, kinds, owners, metadata...)."""
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -72,12 +73,27 @@ def translate(spec: CollectorSpec, file: Path | None = None) -> AssetFacts:
         kinds={spec.source.type, *(s.type for s in spec.sinks.values())},
         owners=list(spec.owners),
         group=spec.group or spec.source.type,
-        code_version=spec.code_version,
+        code_version=code_version(spec),
         kind=kind,
         metadata=metadata,
         tags={"signals/collector_kind": kind, "signals/grain": spec.metric.grain},
         pool=pool,
     )
+
+
+def code_version(spec: CollectorSpec) -> str:
+    """Hash of what defines the collector's data: the source and its query, the metric (name,
+    type, grain, unit, static tags), partitions.start and timezone. Not owners, description,
+    schedule, retries, pool, timeouts or sinks, and not the URI's password: changing those
+    (rotating a secret) does not make every partition stale."""
+    source = spec.source.config.model_dump(mode="json", exclude={"timeout"})  # secrets masked
+    data = {
+        "source": {"type": spec.source.type, **source},
+        "metric": spec.metric.model_dump(mode="json"),
+        "partitions": {"start": spec.partitions.start, "timezone": spec.partitions.timezone},
+    }
+    text = redact(json.dumps(data, sort_keys=True, default=str))  # user:***@ for any password
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def pool_name(spec: CollectorSpec) -> str:

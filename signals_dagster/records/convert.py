@@ -1,4 +1,5 @@
-"""Result cells → record parts: a value (float64, NULL dropped) and tags (text, NULL → "").
+"""Result cells → record parts: a value (float64; NULL, NaN and ±inf dropped) and tags (text,
+NULL → "").
 
 Two inputs give the same output: Python cells (row-based drivers) and Arrow columns (columnar
 drivers). Arrow columns are converted in bulk where Arrow's text is the text Python gives the
@@ -21,7 +22,8 @@ from signals_dagster.errors import CollectorError
 
 
 def number(value: Any, column: str) -> float | None:
-    """One value cell as a float (None for NULL and NaN); a clear error for anything else."""
+    """One value cell as a float (None for NULL, NaN and ±inf: no JSON number holds them); a
+    clear error for anything else."""
     if value is None:
         return None
     if isinstance(value, bool):
@@ -35,7 +37,7 @@ def number(value: Any, column: str) -> float | None:
             result = float(str(value))
         except ValueError:
             raise CollectorError(f"column {column!r} has non-numeric value {value!r}") from None
-    if math.isnan(result):
+    if not math.isfinite(result):
         return None
     return result
 
@@ -52,7 +54,7 @@ def tag_text(value: Any) -> str:
 
 
 def python_values(cells: Sequence[Any], column: str) -> pa.Array:
-    """Value cells of a row-based driver → float64 (NULL for NULL/NaN)."""
+    """Value cells of a row-based driver → float64 (NULL for NULL/NaN/±inf)."""
     return pa.array([number(v, column) for v in cells], pa.float64())
 
 
@@ -156,7 +158,8 @@ def arrow_tags(column: pa.Array) -> pa.Array:
 
 
 def arrow_values(column: pa.Array, name: str) -> pa.Array:
-    """The value column → float64; NULL and NaN → NULL (dropped and counted later)."""
+    """The value column → float64; NULL, NaN and ±inf → NULL (dropped and counted later), as
+    `number` does for a row-based driver."""
     column = _plain(column)
     kind = column.type
     if pa.types.is_boolean(kind):
@@ -179,4 +182,4 @@ def arrow_values(column: pa.Array, name: str) -> pa.Array:
             _, to_python = _python_objects(column)
             cells = [to_python(v) for v in storage.to_pylist()]
             return python_values(cells, name)
-    return pc.if_else(pc.is_nan(values), pa.scalar(None, pa.float64()), values)
+    return pc.if_else(pc.is_finite(values), values, pa.scalar(None, pa.float64()))

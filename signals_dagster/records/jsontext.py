@@ -21,13 +21,14 @@ def _encoder() -> Any:
     """json.dumps(obj, separators=(",", ":")) as one C call, without per-call set-up."""
     make = getattr(json.encoder, "c_make_encoder", None)
     if make is None:  # no C accelerator: the pure-Python encoder gives the same text
-        return json.JSONEncoder(separators=(",", ":")).encode
+        return json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
     def default(obj: object) -> object:
         raise TypeError(f"Object of type {type(obj).__name__} is not JSON serializable")
 
     # markers, default, encoder, indent, key/item separators, sort_keys, skipkeys, allow_nan
-    encode = make(None, default, encode_basestring_ascii, None, ":", ",", False, False, True)
+    # (False: NaN and ±inf raise ValueError rather than print the invalid `NaN` / `Infinity`)
+    encode = make(None, default, encode_basestring_ascii, None, ":", ",", False, False, False)
     joined = "".join
     return lambda obj: joined(encode(obj, 0))
 
@@ -58,10 +59,16 @@ ARROW_FLOAT_TEXT = (1e-2, 1e10)
 
 
 def _values(values: pa.Array) -> pa.Array:
-    """JSON text of each value (integral floats as ints; others as Python's repr)."""
+    """JSON text of each value (integral floats as ints; others as Python's repr); ValueError
+    for NaN, ±inf or NULL, which JSON has no number for (sources drop them before)."""
     array = values.to_numpy(zero_copy_only=False)
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise ValueError(
+            f"value {array[~finite][0]} is not a JSON number (records need finite values)"
+        )
     magnitude = np.abs(array)
-    integral = np.isfinite(array) & (np.trunc(array) == array) & (magnitude < 2**53)
+    integral = (np.trunc(array) == array) & (magnitude < 2**53)
     if integral.all():
         return pa.array(array.astype(np.int64)).cast(pa.string())
     low, high = ARROW_FLOAT_TEXT

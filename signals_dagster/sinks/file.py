@@ -18,7 +18,11 @@ if TYPE_CHECKING:
 
 def check_writable(path: str) -> None:
     """Preflight: the log can be appended to: it is a file we may write, or the nearest existing
-    folder above it is one we may write in (the write makes the missing ones). Creates nothing."""
+    folder above it is one we may write in (the write makes the missing ones), under the file
+    sink roots (signals_dagster/confine.py). Creates nothing."""
+    from signals_dagster.confine import confined_path
+
+    confined_path(path)
     target = Path(path).absolute()
     if target.exists():
         if target.is_dir():
@@ -66,6 +70,9 @@ class FileWriter:
         """Append JSON-lines text (already serialised) under the lock: every block or none.
 
         Leaving the block normally fsyncs; an error truncates the log to its size before."""
+        from signals_dagster.confine import confined_path
+
+        confined_path(str(self.path))  # again: a symlink may have appeared since the preflight
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -41,8 +41,11 @@ class HttpWriter:
     """POSTs each partition's records in batches of `batch_size`; one session for the run."""
 
     def __init__(self, config: HttpConfig, session: requests.Session | None = None) -> None:
+        from signals_dagster.confine import check_egress, url_host
+
         self.config = config
         self.uri = redact(config.uri)
+        check_egress(f"http sink: POST {self.uri}", *url_host(config.uri))
         self.session = session or requests.Session()
         self.headers = {"Content-Type": "application/json", **config.headers}
 
@@ -79,12 +82,22 @@ class HttpWriter:
             wait = min(delay * 2 ** (attempt - 1), MAX_BACKOFF)
             try:
                 response = self.session.post(
-                    self.config.uri, data=body, headers=self.headers, timeout=timeout
+                    self.config.uri,
+                    data=body,
+                    headers=self.headers,
+                    timeout=timeout,
+                    allow_redirects=False,  # a redirect could lead the records past egress.allow
                 )
             except requests.RequestException as exc:  # connection refused, reset, timeout
                 last = f"{type(exc).__name__}: {redact(str(exc))}"
             else:
                 status = f"{response.status_code} {response.reason or ''}".strip()
+                if response.is_redirect:
+                    raise SinkError(
+                        f"http sink: POST {self.uri} answered {status} for {what}: redirects "
+                        f"are not followed (to {redact(response.headers.get('Location', '?'))})",
+                        transient=False,
+                    )
                 if response.ok:
                     return attempt - 1
                 if response.status_code not in RETRY_STATUSES:

@@ -46,6 +46,15 @@ LOOKUP_SLICES = (0.25, 2.0)
 
 
 def _base_settings(config: KafkaConfig, extra: dict[str, Any] | None) -> dict[str, Any]:
+    from signals_dagster.confine import broker_host, check_egress
+    from signals_dagster.spec.sinks import PRODUCER_ALLOWED
+
+    # Checked again here, before any client exists (a config may be built without validation).
+    refused = sorted(set(config.producer) - PRODUCER_ALLOWED)
+    if refused:
+        raise SinkError(f"kafka sink: producer setting(s) {refused} not allowed", transient=False)
+    for broker in config.brokers:
+        check_egress(f"kafka sink: broker {broker}", *broker_host(broker))
     return {
         "bootstrap.servers": ",".join(config.brokers),
         "client.id": "signals-dagster",

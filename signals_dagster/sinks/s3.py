@@ -96,6 +96,9 @@ class S3Access:
         except BotoCoreError as exc:  # e.g. a broken profile or partial credentials
             where = config.endpoint_url or "AWS S3"
             raise SinkError(f"cannot make an S3 client for {where}: {exc}") from None
+        from signals_dagster.confine import check_egress, url_host
+
+        check_egress(f"s3 sink: endpoint {self.endpoint}", *url_host(self.endpoint))
 
     @property
     def endpoint(self) -> str:

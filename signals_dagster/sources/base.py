@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from signals_dagster.spec.models import CollectorSpec
-from signals_dagster.spec.sources import MongoConfig, PrometheusConfig, SqlConfig
+from signals_dagster.spec.sources import DuckdbConfig, MongoConfig, PrometheusConfig, SqlConfig
 from signals_dagster.spec.sqltext import bind_params, collector_kind, mentions_grain
 from signals_dagster.window import Window
 
@@ -81,6 +81,12 @@ def open_source(spec: CollectorSpec) -> Source:
         if sqlite.handles(source.config.uri):
             config = source.config
             return sqlite.SqliteSource(config.uri, config.sql, config.timeout)
+        from signals_dagster.sources import duckdb
+
+        if duckdb.handles(source.config.uri):
+            config = source.config
+            allowed = config.allowed_paths if isinstance(config, DuckdbConfig) else ()
+            return duckdb.DuckdbSource(config.uri, config.sql, config.timeout, allowed)
         from signals_dagster.sources.sql import SqlSource
 
         return SqlSource(source.config.uri, source.config.sql, source.config.timeout)

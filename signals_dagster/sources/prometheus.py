@@ -204,6 +204,9 @@ class PrometheusSource:
         """One HTTP session (kept-alive connection) for every window of a run."""
         import requests
 
+        from signals_dagster.confine import check_egress, url_host
+
+        check_egress(self.redact(self.url), *url_host(self.url), error=SourceError)
         with requests.Session() as http:
             yield PrometheusSession(self, http)
 

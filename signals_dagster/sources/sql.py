@@ -1,4 +1,6 @@
-"""SQL sources through SQLAlchemy: postgres, mysql/mariadb, sqlite, duckdb and any other URL.
+"""SQL sources through SQLAlchemy: postgres, mysql/mariadb, sqlite and any other URL.
+
+DuckDB never runs here: `sources/duckdb.py` opens it sandboxed with the duckdb module itself.
 
 Sessions are read-only and carry a statement timeout; the window is bound as parameters.
 """
@@ -81,12 +83,12 @@ def _on_connect(backend: str, timeout_ms: int) -> Callable[[Any, Any], None] | N
                 cur.execute(f"SET SESSION MAX_EXECUTION_TIME = {timeout_ms}")
 
     def sqlite(dbapi_conn: Any, _record: Any) -> None:
+        from signals_dagster.sources.sqlite import guard
+
         dbapi_conn.execute("PRAGMA query_only = ON")
+        guard(dbapi_conn)
 
-    def duckdb(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.execute("SET TimeZone = 'UTC'")
-
-    return {"mysql": mysql, "mariadb": mysql, "sqlite": sqlite, "duckdb": duckdb}.get(backend)
+    return {"mysql": mysql, "mariadb": mysql, "sqlite": sqlite}.get(backend)
 
 
 # SQLSTATE classes that a retry cannot fix: authorisation, unknown database, syntax/access,
@@ -128,9 +130,20 @@ class SqlSource:
         if self.backend == "postgresql":
             connect_args = _postgres_args(self.timeout_ms)
         elif self.backend in ("mysql", "mariadb"):
-            connect_args = {"read_timeout": self.timeout_ms / 1000 + 5, "connect_timeout": 10}
-        elif self.backend == "duckdb":
-            connect_args = {"read_only": True}
+            # PyMySQL runs init_command right after the handshake, before anything else: the
+            # session is read-only first (a URI's own init_command is refused at validation).
+            # local_infile off: a rogue server could otherwise read the worker's files.
+            connect_args = {
+                "read_timeout": self.timeout_ms / 1000 + 5,
+                "connect_timeout": 10,
+                "init_command": "SET SESSION TRANSACTION READ ONLY",
+                "local_infile": False,
+            }
+            for key in ("read_timeout", "connect_timeout"):  # the URI's own value wins
+                if key in self.url.query:
+                    del connect_args[key]
+        elif self.backend == "duckdb":  # through SQLAlchemy it would not be sandboxed
+            raise SourceError(f"{redact(self.uri)}: DuckDB runs through sources/duckdb.py only")
         elif self.backend == "sqlite":
             database = self.url.database or ""
             if database and database != ":memory:" and not database.startswith("file:"):
@@ -254,7 +267,7 @@ class SqlSession:
                 self.conn.rollback()
 
     def _watchdog(self) -> Any:
-        """SQLite and DuckDB have no statement timeout: interrupt from outside at the deadline."""
+        """SQLite has no statement timeout: interrupt from outside at the deadline."""
         raw: Any = self.conn.connection.dbapi_connection
         seconds = self.source.timeout_ms / 1000
         self.timed_out = False
@@ -267,22 +280,12 @@ class SqlSession:
 
             raw.set_progress_handler(expired, 10_000)
             return raw
-        if self.source.backend == "duckdb":
-
-            def interrupt() -> None:
-                self.timed_out = True
-                raw.interrupt()
-
-            timer = threading.Timer(seconds, interrupt)
-            timer.daemon = True
-            timer.start()
-            return timer
         return None
 
     def _error(self, exc: sa.exc.DBAPIError) -> SourceError:
         error = _source_error(exc, self.source.uri)
         if self.timed_out:
-            # The interrupt of SQLite/DuckDB only says "interrupted": name the cause.
+            # SQLite's interrupt only says "interrupted": name the cause.
             limit = f"{self.source.timeout_ms / 1000:g}s"
             return SourceError(
                 f"{error} (statement timeout of {limit} exceeded)", transient=error.transient
@@ -290,7 +293,5 @@ class SqlSession:
         return error
 
     def _end(self, watchdog: Any) -> None:
-        if isinstance(watchdog, threading.Timer):
-            watchdog.cancel()
-        elif watchdog is not None:
+        if watchdog is not None:
             watchdog.set_progress_handler(None, 0)

@@ -1,11 +1,11 @@
 """Second validation phase: checks across fields and across files."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import timedelta
 
 from signals_dagster.spec.fields import MONTH, format_duration, grain_timedelta
 from signals_dagster.spec.models import CollectorSpec
-from signals_dagster.spec.sources import SqlConfig
+from signals_dagster.spec.sources import GenericSqlConfig, SqlConfig, unguarded_dialect
 from signals_dagster.spec.sqltext import WINDOW_PARAMS, bind_params, output_aliases
 
 Located = tuple[tuple[str | int, ...], str]
@@ -55,3 +55,20 @@ def check_spec(spec: CollectorSpec) -> Iterator[Located]:
         aliases = output_aliases(sql)
         for key in sorted(k for k in spec.metric.static_tags if k.lower() in aliases):
             yield (("metric", "tags"), f"static tag {key!r} clashes with the query column {key!r}")
+
+
+def check_guarded(spec: CollectorSpec, allow_unguarded: Sequence[str]) -> Iterator[Located]:
+    """A `type: sql` URL whose dialect gets no read-only session, unless signals.yaml allows it
+    (`sources.allow_unguarded` names the backend, e.g. `mssql`, or `backend+driver`)."""
+    config = spec.source.config
+    if not isinstance(config, GenericSqlConfig):
+        return
+    dialect = unguarded_dialect(config.uri)
+    if dialect is None or {dialect, dialect.partition("+")[0]} & set(allow_unguarded):
+        return
+    yield (
+        ("source", "config", "uri"),
+        f"dialect {dialect!r} cannot be made read-only with a statement timeout (guarded: "
+        "postgresql, mysql, mariadb, sqlite, duckdb); to run it anyway, list it in signals.yaml "
+        "sources.allow_unguarded",
+    )

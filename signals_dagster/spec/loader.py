@@ -4,17 +4,23 @@ Every problem of every file is collected and raised once as a SpecError.
 """
 
 import os
+import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from signals_dagster.errors import Problem, SpecError
-from signals_dagster.spec import templating, yamlpos
-from signals_dagster.spec.checks import check_spec
-from signals_dagster.spec.credentials import literal_credentials
+from signals_dagster.redact import register_secret
+from signals_dagster.spec import credentials, templating, yamlpos
+from signals_dagster.spec.checks import check_guarded, check_spec
+from signals_dagster.spec.credentials import literal_credentials, literal_uri_passwords
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.yamlpos import Positions
+
+if TYPE_CHECKING:
+    from signals_dagster.settings import TemplatingSettings
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -94,40 +100,149 @@ def _validation_problems(
     return problems
 
 
+def _policy(settings: "TemplatingSettings | None" = None) -> templating.Policy:
+    """The templating policy of signals.yaml (`templating.secret_env` / `allow_env`)."""
+    from signals_dagster.settings import load_settings
+
+    settings = load_settings().templating if settings is None else settings
+    allow = None if settings.allow_env is None else tuple(settings.allow_env)
+    return templating.Policy(tuple(settings.secret_env), allow)
+
+
+_CREDENTIAL_FIELDS = (
+    "a credential field (a URI's password, a Kafka producer password, an HTTP sink header "
+    "value, an S3 key)"
+)
+
+
+class _Expander:
+    """Fills the template placeholders of parsed values, field by field (see templating.py)."""
+
+    def __init__(
+        self,
+        data: dict[str, object],
+        actions: list[templating.Action],
+        env: Mapping[str, str],
+        policy: templating.Policy,
+        pos: Positions,
+    ) -> None:
+        self.data, self.actions, self.env, self.policy, self.pos = data, actions, env, policy, pos
+        self.problems: list[tuple[int, tuple[str | int, ...], str]] = []
+
+    def walk(self, node: object, path: tuple[str | int, ...]) -> object:
+        if isinstance(node, dict):
+            for key in node:
+                if isinstance(key, str) and templating.PLACEHOLDER.search(key):
+                    line = self.pos.line_for((*path, key))
+                    self.problems.append((line, path, "templates are expanded in values, not keys"))
+            return {k: self.walk(v, (*path, k)) for k, v in node.items()}
+        if isinstance(node, list):
+            return [self.walk(v, (*path, i)) for i, v in enumerate(node)]
+        if isinstance(node, str) and templating.PLACEHOLDER.search(node):
+            value = self.value(node, path)
+            return yamlpos.plain_scalar(value) if path in self.pos.plain_templates else value
+        return node
+
+    def value(self, raw: str, path: tuple[str | int, ...]) -> str:
+        kind = credentials.field_kind(self.data, path)
+        allowed = credentials.credential_actions(kind, raw)
+        refused = set()
+        for match in templating.PLACEHOLDER.finditer(raw):
+            index = int(match[1])
+            name = self.actions[index].variable
+            if index not in allowed and name is not None and self.policy.is_secret(name):
+                refused.add(index)
+                self.problems.append(
+                    (
+                        self.actions[index].line,
+                        path,
+                        f"environment variable {name} is a secret (templating.secret_env): it "
+                        f"may be expanded only into {_CREDENTIAL_FIELDS}, not into "
+                        f"{_dotted(path)}",
+                    )
+                )
+        value, expansions, problems = templating.expand(
+            raw, self.actions, self.env, self.policy, refused
+        )
+        self.problems += [(line, path, message) for line, message in problems]
+        for item in expansions:
+            if item.index in allowed and item.from_env:
+                register_secret(item.value)
+        return value
+
+
+def _unprotect(message: str, actions: list[templating.Action]) -> str:
+    def back(match: re.Match[str]) -> str:
+        action = actions[int(match[1])] if int(match[1]) < len(actions) else None
+        return "{{" + (action.body if action and action.problem is None else "") + "}}"
+
+    message = templating.PLACEHOLDER.sub(back, message)
+    return _ESCAPED_PLACEHOLDER.sub(back, message)  # as repr() shows it
+
+
+_ESCAPED_PLACEHOLDER = re.compile(r"\\ue000(\d+)\\ue001")
+
+
 def parse_text(
-    text: str, file: str, env: Mapping[str, str] | None = None
+    text: str,
+    file: str,
+    env: Mapping[str, str] | None = None,
+    policy: templating.Policy | None = None,
+    warnings: list[Problem] | None = None,
 ) -> tuple[CollectorSpec | None, Positions, list[Problem]]:
-    """Parse and validate one collector's text; return the spec (when valid) and its problems."""
-    rendered, template_problems = templating.render(text, env)
-    data, pos, yaml_problems = yamlpos.parse(rendered)
-    problems = [
-        Problem(file, p.line, _dotted(pos.path_at_line(p.line)) if data else "template", p.message)
-        for p in template_problems
-    ]
+    """Parse and validate one collector's text; return the spec (when valid) and its problems.
+
+    Template actions are evaluated into the parsed string values (never into the text), so no
+    value can change the file's structure; secret-looking variables reach only credential fields.
+    """
+    env = os.environ if env is None else env
+    policy = _policy() if policy is None else policy
+    protected, actions, pre_problems = templating.protect(text)
+    data, pos, yaml_problems = yamlpos.parse(protected)
+    problems = [Problem(file, p.line, "template", p.message) for p in pre_problems]
     problems += [
-        Problem(file, p.line, "yaml" if p.path is None else _dotted(p.path), p.message)
+        Problem(
+            file,
+            p.line,
+            "yaml" if p.path is None else _dotted(p.path),
+            _unprotect(p.message, actions),
+        )
         for p in yaml_problems
     ]
     if data is None and yaml_problems:  # a syntax error: there is nothing to validate
         return None, pos, problems
     if not isinstance(data, dict):
         return None, pos, [Problem(file, 1, "<root>", "a collector file must be a YAML mapping")]
+    literals = [
+        Problem(file, pos.line_for(path), _dotted(path), msg)
+        for path, msg in literal_credentials(data, actions)
+    ]
+    if warnings is not None:
+        warnings += [
+            Problem(file, pos.line_for(path), _dotted(path), msg)
+            for path, msg in literal_uri_passwords(data, actions)
+        ]
+    expander = _Expander(data, actions, env, policy, pos)
+    data = expander.walk(data, ())
+    problems += [Problem(file, line, _dotted(path), msg) for line, path, msg in expander.problems]
     try:
         spec = CollectorSpec.model_validate(data)
     except ValidationError as exc:
-        # A failed template action leaves '' behind: do not report its echo on the same line.
+        # A failed template action leaves '' behind: do not report its echo (same line or field).
         seen = {p.line for p in problems}
-        found = [p for p in _validation_problems(file, data, pos, exc) if p.line not in seen]
+        fields = {path for _, path, _ in expander.problems}
+        found = [
+            p
+            for p in _validation_problems(file, data, pos, exc)
+            if p.line not in seen and not any(_dotted(f) in (p.path, "<root>") for f in fields)
+        ]
         return None, pos, problems + found
     if problems:
         return None, pos, problems
     located = [
         Problem(file, pos.line_for(path), _dotted(path), msg) for path, msg in check_spec(spec)
     ]
-    located += [
-        Problem(file, pos.line_for(path), _dotted(path), msg)
-        for path, msg in literal_credentials(text, spec, pos)
-    ]
+    located += literals
     return (None if located else spec), pos, located
 
 
@@ -156,9 +271,18 @@ def collector_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
 
 
 def load_collectors(
-    paths: Iterable[str | os.PathLike[str]], env: Mapping[str, str] | None = None
+    paths: Iterable[str | os.PathLike[str]],
+    env: Mapping[str, str] | None = None,
+    warnings: list[Problem] | None = None,
 ) -> dict[Path, CollectorSpec]:
-    """Load every collector under `paths`; raise one SpecError with all problems of all files."""
+    """Load every collector under `paths`; raise one SpecError with all problems of all files.
+
+    What signals.yaml allows but is risky is appended to `warnings` when given."""
+    from signals_dagster.confine import confinement_problems, confinement_warnings
+    from signals_dagster.settings import load_settings
+
+    settings = load_settings()
+    policy = _policy(settings.templating)
     problems: list[Problem] = []
     specs: dict[Path, CollectorSpec] = {}
     name_lines: dict[str, tuple[str, int]] = {}
@@ -173,10 +297,17 @@ def load_collectors(
         except (OSError, UnicodeDecodeError) as exc:
             problems.append(Problem(file, 0, "<file>", f"cannot read: {exc}"))
             continue
-        spec, pos, found = parse_text(text, file, env)
+        spec, pos, found = parse_text(text, file, env, policy, warnings)
         problems += found
         if spec is None:
             continue
+        for where, msg in confinement_problems(spec, settings):
+            problems.append(Problem(file, pos.line_for(where), _dotted(where), msg))
+        for where, msg in check_guarded(spec, settings.sources.allow_unguarded):
+            problems.append(Problem(file, pos.line_for(where), _dotted(where), msg))
+        if warnings is not None:
+            for where, msg in confinement_warnings(spec, settings):
+                warnings.append(Problem(file, pos.line_for(where), _dotted(where), msg))
         line = pos.line_for(("name",))
         if spec.name in name_lines:
             other = name_lines[spec.name]

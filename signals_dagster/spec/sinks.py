@@ -52,13 +52,91 @@ _RESERVED_PRODUCER = {
 }
 
 
+# librdkafka settings a collector file may set: none of them loads code (plugin.library.paths,
+# ssl.engine.location, ssl.providers), runs a command (sasl.kerberos.kinit.cmd), makes requests
+# elsewhere (sasl.oauthbearer.token.endpoint.url) or undoes the guarantees above. The
+# deployment's own settings (KafkaProducerResource) are not limited.
+PRODUCER_ALLOWED = frozenset(
+    {
+        # authentication and TLS
+        "security.protocol",
+        "sasl.mechanism",
+        "sasl.mechanisms",
+        "sasl.username",
+        "sasl.password",
+        "ssl.ca.location",
+        "ssl.ca.pem",
+        "ssl.certificate.location",
+        "ssl.certificate.pem",
+        "ssl.key.location",
+        "ssl.key.pem",
+        "ssl.key.password",
+        "ssl.endpoint.identification.algorithm",
+        "enable.ssl.certificate.verification",
+        "ssl.cipher.suites",
+        "ssl.curves.list",
+        "ssl.sigalgs.list",
+        # batching and queueing
+        "linger.ms",
+        "batch.size",
+        "batch.num.messages",
+        "queue.buffering.max.ms",
+        "queue.buffering.max.messages",
+        "queue.buffering.max.kbytes",
+        "message.max.bytes",
+        "compression.level",
+        "partitioner",
+        "sticky.partitioning.linger.ms",
+        # retries, timeouts, sockets
+        "client.id",
+        "request.timeout.ms",
+        "retries",
+        "message.send.max.retries",
+        "retry.backoff.ms",
+        "retry.backoff.max.ms",
+        "reconnect.backoff.ms",
+        "reconnect.backoff.max.ms",
+        "max.in.flight.requests.per.connection",
+        "max.in.flight",
+        "socket.timeout.ms",
+        "socket.connection.setup.timeout.ms",
+        "socket.keepalive.enable",
+        "socket.nagle.disable",
+        "socket.send.buffer.bytes",
+        "socket.receive.buffer.bytes",
+        "connections.max.idle.ms",
+        "metadata.max.age.ms",
+        "topic.metadata.refresh.interval.ms",
+        "broker.address.family",
+    }
+)
+
+
+def _check_managed(key: str) -> None:
+    if key in _RESERVED_PRODUCER or key.endswith("_cb") or key == "logger":
+        why = _RESERVED_PRODUCER.get(key, "set by the sink")
+        raise ValueError(f"setting {key!r} is managed by the Kafka sink ({why})")
+
+
+def check_producer_key(key: str) -> str:
+    """A librdkafka setting a collector may set: on the allow-list, not managed by the sink."""
+    _check_managed(key)
+    if key not in PRODUCER_ALLOWED:
+        raise ValueError(
+            f"setting {key!r} is not allowed in a collector file (allowed: security, SASL and "
+            "TLS, batching, timeouts and socket settings; see the README's Kafka sink)"
+        )
+    return key
+
+
 def check_producer_settings(settings: dict[str, Any]) -> dict[str, Any]:
-    """Refuse librdkafka settings that would undo the Kafka sink's delivery guarantees."""
+    """Refuse deployment-wide librdkafka settings that would undo the sink's guarantees."""
     for key in settings:
-        if key in _RESERVED_PRODUCER or key.endswith("_cb") or key == "logger":
-            why = _RESERVED_PRODUCER.get(key, "set by the sink")
-            raise ValueError(f"setting {key!r} is managed by the Kafka sink ({why})")
+        _check_managed(key)
     return settings
+
+
+ProducerKey = Annotated[str, AfterValidator(check_producer_key)]
 
 
 class KafkaConfig(Model):
@@ -66,17 +144,12 @@ class KafkaConfig(Model):
     topic: str = Field(pattern=r"^[A-Za-z0-9._-]{1,249}$")
     allow_auto_topic_creation: bool = False
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
-    producer: dict[str, str | int | float | bool] = Field(
+    producer: dict[ProducerKey, str | int | float | bool] = Field(
         default_factory=dict, description="extra librdkafka settings (SASL, TLS, tuning)"
     )
     timeout: PositiveDuration = Field(  # type: ignore[assignment]
         default=60, description="bound on the topic check and on each message's delivery"
     )
-
-    @field_validator("producer")
-    @classmethod
-    def _producer(cls, value: dict[str, Any]) -> dict[str, Any]:
-        return check_producer_settings(value)
 
 
 class S3Config(Model):

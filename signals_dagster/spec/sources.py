@@ -2,15 +2,78 @@
 
 import json
 from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
 
 from pydantic import Field, field_validator
 
 from signals_dagster.spec.base import Model
 from signals_dagster.spec.fields import Duration, PositiveDuration
-from signals_dagster.spec.uris import check_http_uri, check_mongo_uri, check_sql_uri
+from signals_dagster.spec.uris import check_http_uri, check_mongo_uri, check_sql_uri, parse_sql_url
 
 Strategy = Literal["tick", "historic_tumbling_window"]
 _WRITE_STAGES = ("$out", "$merge")
+
+# URL query options passed on to the driver, per backend: an allow-list, because a driver
+# option can run SQL before the session is read-only (`init_command`) or let the server read
+# the worker's files (`local_infile`). SQLite and DuckDB files take none: they are opened
+# read-only by the sources themselves.
+_MYSQL_OPTIONS = (
+    "charset",
+    "connect_timeout",
+    "read_timeout",
+    "write_timeout",
+    "ssl_ca",
+    "ssl_capath",
+    "ssl_cert",
+    "ssl_key",
+    "ssl_cipher",
+    "ssl_check_hostname",
+    "ssl_verify_cert",
+    "ssl_verify_identity",
+)
+URI_OPTIONS: dict[str, tuple[str, ...]] = {
+    "mysql": _MYSQL_OPTIONS,
+    "mariadb": _MYSQL_OPTIONS,
+    "sqlite": (),
+    "duckdb": (),
+}
+
+
+# Dialects (backend: drivers) whose sessions the sources make read-only with a statement
+# timeout; `type: sql` with any other runs only when signals.yaml `sources.allow_unguarded`
+# names it.
+GUARDED: dict[str, tuple[str, ...]] = {
+    "postgresql": ("", "psycopg"),
+    "postgres": ("",),
+    "mysql": ("", "pymysql"),
+    "mariadb": ("", "pymysql"),
+    "sqlite": ("", "pysqlite"),
+    "duckdb": ("",),
+}
+
+
+def unguarded_dialect(uri: str) -> str | None:
+    """The `backend+driver` of a URL whose session cannot be made read-only (None: it can)."""
+    scheme = uri.split("://", 1)[0].lower()
+    backend, _, driver = scheme.partition("+")
+    return None if driver in GUARDED.get(backend, ()) else scheme
+
+
+def check_uri_options(value: str, schemes: tuple[str, ...]) -> str:
+    """A database URL of one of `schemes` whose query options are all on the backend's
+    allow-list (backends without a list, e.g. under `type: sql`, are not checked here)."""
+    check_sql_uri(value, schemes)
+    backend = parse_sql_url(value).backend
+    allowed = URI_OPTIONS.get(backend)
+    query = value.partition("?")[2]
+    if allowed is None or not query:
+        return value
+    refused = sorted({k for k, _ in parse_qsl(query, keep_blank_values=True)} - set(allowed))
+    if refused or not allowed:
+        names = ", ".join(refused) or query
+        accepted = f"accepted: {', '.join(allowed)}" if allowed else "it takes none"
+        raise ValueError(f"uri option {names} is not allowed for {backend} ({accepted})")
+    return value
 
 
 class SqlConfig(Model):
@@ -41,28 +104,40 @@ class MysqlConfig(SqlConfig):
     @field_validator("uri")
     @classmethod
     def _uri(cls, value: str) -> str:
-        return check_sql_uri(value, ("mysql", "mariadb"))
+        return check_uri_options(value, ("mysql", "mariadb"))
 
 
 class SqliteConfig(SqlConfig):
     @field_validator("uri")
     @classmethod
     def _uri(cls, value: str) -> str:
-        return check_sql_uri(value, ("sqlite",))
+        return check_uri_options(value, ("sqlite",))
 
 
 class DuckdbConfig(SqlConfig):
+    allowed_paths: list[str] = Field(
+        default_factory=list,
+        description="Files and folders the SQL may read besides the database (read_parquet...)",
+    )
+
     @field_validator("uri")
     @classmethod
     def _uri(cls, value: str) -> str:
-        return check_sql_uri(value, ("duckdb",))
+        return check_uri_options(value, ("duckdb",))
+
+    @field_validator("allowed_paths")
+    @classmethod
+    def _paths(cls, value: list[str]) -> list[str]:
+        if any(not p.strip() for p in value):
+            raise ValueError("allowed_paths entries must be non-empty paths")
+        return value
 
 
 class GenericSqlConfig(SqlConfig):
     @field_validator("uri")
     @classmethod
     def _uri(cls, value: str) -> str:
-        return check_sql_uri(value, ())
+        return check_uri_options(value, ())
 
 
 class MongoConfig(Model):

@@ -1,12 +1,15 @@
 """signals-collector's templating: `{{ getEnv "V" }}` and `{{ getEnvOrDefault "V" "d" }}`.
 
-Expanded on the file text before YAML parsing (as the Go original does). Nothing else is templated.
+Collector files: `protect` swaps actions for placeholders, the YAML is parsed, then `expand` fills
+each string value (the loader checks which variables may reach which field). `render` expands a
+whole text and is kept for the deployment's own settings file. Nothing else is templated.
 """
 
+import fnmatch
 import json
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 _ACTION = re.compile(r"\{\{(-?)(.*?)(-?)\}\}", re.DOTALL)
@@ -97,3 +100,132 @@ def render(text: str, env: Mapping[str, str] | None = None) -> tuple[str, list[T
         for m in re.finditer(r"\{\{(?![\s\S]*?\}\})", text)
     ]
     return rendered, problems + stray
+
+
+# --- templates in parsed values (collector files) -------------------------------------------
+# A collector file is untrusted: its actions are swapped for placeholders before parsing, the
+# YAML is parsed, and each action is evaluated into the one string value that holds it. No value
+# can change the file's structure or be cut short by a ` #`.
+
+_OPEN, _CLOSE = "\ue000", "\ue001"  # private-use characters: a plain scalar in any YAML style
+PLACEHOLDER = re.compile(f"{_OPEN}(\\d+){_CLOSE}")
+
+
+@dataclass(frozen=True)
+class Action:
+    """One `{{ ... }}` of a file: its 1-based line, its body and the function it calls."""
+
+    line: int
+    body: str
+    problem: str | None = None  # set for an action that cannot be evaluated (unclosed)
+
+    @property
+    def function(self) -> str | None:
+        """The called function's name (None when the body does not start with one)."""
+        tokens = _tokens(self.body)
+        return tokens[0][1] if tokens and tokens[0][0] == "ident" else None
+
+    @property
+    def variable(self) -> str | None:
+        """The environment variable read (getEnv / getEnvOrDefault), when well-formed."""
+        tokens = _tokens(self.body)
+        if self.function in _ARITY and len(tokens) > 1 and tokens[1][0] == "str":
+            return tokens[1][1]
+        return None
+
+
+def protect(text: str) -> tuple[str, list[Action], list[TemplateProblem]]:
+    """Replace each template action by a placeholder; return the text, the actions, problems."""
+    if _OPEN in text or _CLOSE in text:
+        return text, [], [TemplateProblem(1, "the file contains U+E000/U+E001 characters")]
+    actions: list[Action] = []
+    pieces: list[str] = []
+    last = 0
+    for match in _ACTION.finditer(text):
+        left_trim, body, right_trim = match.groups()
+        before = text[last : match.start()]
+        pieces.append(before.rstrip() if left_trim else before)
+        actions.append(Action(text.count("\n", 0, match.start()) + 1, body))
+        pieces.append(f"{_OPEN}{len(actions) - 1}{_CLOSE}" + "\n" * body.count("\n"))
+        last = match.end()
+        if right_trim:
+            rest = text[last:]
+            stripped = rest.lstrip()
+            pieces.append("\n" * rest[: len(rest) - len(stripped)].count("\n"))
+            last = len(text) - len(stripped)
+    pieces.append(text[last:])
+    protected = "".join(pieces)
+    # A '{{' never closed: its own placeholder, so the problem is located in its value.
+    out: list[str] = []
+    last = 0
+    for match in re.finditer(r"\{\{", protected):
+        line = protected.count("\n", 0, match.start()) + 1
+        actions.append(Action(line, "", "unclosed template action '{{'"))
+        out += [protected[last : match.start()], f"{_OPEN}{len(actions) - 1}{_CLOSE}"]
+        last = match.end()
+    out.append(protected[last:])
+    return "".join(out), actions, []
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Which variables exist (allow_env) and which are secrets (secret_env): glob patterns."""
+
+    secret_env: tuple[str, ...] = ()
+    allow_env: tuple[str, ...] | None = None
+
+    def is_secret(self, name: str) -> bool:
+        """The variable's name matches a secret_env pattern (ignoring case: `db_password` too)."""
+        return any(fnmatch.fnmatchcase(name.upper(), p.upper()) for p in self.secret_env)
+
+    def allows(self, name: str) -> bool:
+        """The variable may be read at all."""
+        return self.allow_env is None or any(fnmatch.fnmatchcase(name, p) for p in self.allow_env)
+
+
+@dataclass(frozen=True)
+class Expansion:
+    """The value of one action placed in a string: the variable read and whether from env."""
+
+    index: int
+    variable: str | None
+    value: str
+    from_env: bool
+
+
+def expand(
+    raw: str,
+    actions: list[Action],
+    env: Mapping[str, str],
+    policy: Policy,
+    refused: Collection[int] = (),
+) -> tuple[str, list[Expansion], list[tuple[int, str]]]:
+    """Evaluate the placeholders of one parsed string (`refused` ones give '' unread);
+    return the value, what was expanded and the (line, problem) of failed actions."""
+    problems: list[tuple[int, str]] = []
+    expansions: list[Expansion] = []
+
+    def one(match: re.Match[str]) -> str:
+        index = int(match[1])
+        action = actions[index]
+        if index in refused:
+            return ""
+        if action.problem is not None:
+            problems.append((action.line, action.problem))
+            return ""
+        name = action.variable
+        if name is not None and not policy.allows(name):
+            problems.append(
+                (action.line, f"environment variable {name} is not allowed by templating.allow_env")
+            )
+            return ""
+        try:
+            value = _evaluate(action.body, env)
+        except ValueError as exc:
+            problems.append((action.line, str(exc)))
+            return ""
+        from_env = name is not None and name in env and value == env[name]
+        expansions.append(Expansion(index, name, value, from_env))
+        return value
+
+    return PLACEHOLDER.sub(one, raw), expansions, problems

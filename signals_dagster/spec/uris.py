@@ -53,8 +53,14 @@ def parse_sql_url(value: str) -> SqlUrl:
     )
 
 
+# Drivers the sources run for a backend (psycopg 3 only: the Postgres path streams with its
+# cursor API, which psycopg2 lacks). Other backends take any driver SQLAlchemy has.
+_SQL_DRIVERS = {"postgresql": ("", "psycopg"), "postgres": ("",)}
+
+
 def check_sql_uri(value: str, schemes: tuple[str, ...]) -> str:
-    """A SQLAlchemy URL whose backend is one of `schemes` (any backend when empty)."""
+    """A SQLAlchemy URL whose backend is one of `schemes` (any backend when empty) and whose
+    driver, if named, is one the sources run."""
     try:
         backend = parse_sql_url(value).backend
     except ValueError:
@@ -62,6 +68,12 @@ def check_sql_uri(value: str, schemes: tuple[str, ...]) -> str:
     if schemes and backend not in schemes:
         raise ValueError(
             f"uri scheme {backend!r} does not match the source (expected {schemes[0]}://)"
+        )
+    driver = value.split("://", 1)[0].partition("+")[2]
+    if backend in _SQL_DRIVERS and driver not in _SQL_DRIVERS[backend]:
+        raise ValueError(
+            f"uri driver {driver!r} is not supported for {backend} "
+            "(use postgresql:// or postgresql+psycopg://, psycopg 3)"
         )
     return value
 

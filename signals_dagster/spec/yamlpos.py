@@ -39,6 +39,9 @@ class Positions:
     lines: dict[Path, int] = field(default_factory=dict)
     spans: list[tuple[int, int, Path]] = field(default_factory=list)
     nodes: int = 0
+    # Plain (unquoted) scalars holding a template placeholder: their value, once expanded, is
+    # typed as YAML types a plain scalar (`retries: {{ getEnv "R" }}` gives an int).
+    plain_templates: set[Path] = field(default_factory=set)
 
     def line_for(self, path: Path) -> int:
         """Line of the deepest existing prefix of `path` (1 when nothing matches)."""
@@ -96,6 +99,8 @@ def _walk(node: yaml.Node, path: Path, pos: Positions, problems: list[YamlProble
             items.append(_walk(item, (*path, index), pos, problems))
         return items
     pos.spans.append((node.start_mark.line + 1, node.end_mark.line + 1, path))
+    if not getattr(node, "style", None) and "\ue000" in node.value:  # plain: None or ""
+        pos.plain_templates.add(path)
     if node.tag == _STR:  # most scalars: what SafeConstructor would return, without its cost
         return node.value
     try:
@@ -117,6 +122,22 @@ def _compose(text: str) -> yaml.Node | None:
         except yaml.YAMLError:
             pass  # report with the pure parser's own messages and lines
     return yaml.compose(text, Loader=yaml.SafeLoader)
+
+
+_PLAIN_TYPES = {
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:null",
+}
+
+
+def plain_scalar(value: str) -> Any:
+    """`value` typed as YAML types a plain scalar: bool, int, float or null; else the string."""
+    tag = _LOADER.resolve(yaml.ScalarNode, value, (True, False))
+    if tag not in _PLAIN_TYPES:
+        return value
+    return _LOADER.construct_object(yaml.ScalarNode(tag, value), deep=True)
 
 
 def parse(text: str) -> tuple[Any, Positions, list[YamlProblem]]:
