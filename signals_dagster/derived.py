@@ -9,7 +9,6 @@ import json
 import os
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-
 from typing import TYPE_CHECKING, Any
 
 import dagster as dg
