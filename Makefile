@@ -46,6 +46,7 @@ lint: install  ## ruff + mypy
 bench: install  ## Run the benchmarks (they print ratios)
 	$(BIN)/python bench/partition_overhead.py
 	$(BIN)/python bench/high_cardinality.py
+	$(BIN)/python bench/many_collectors.py
 	$(BIN)/python bench/kafka_sink.py
 
 clean:  ## Remove the venv, demo data and the dev instance

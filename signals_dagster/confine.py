@@ -6,6 +6,7 @@ right before a file is opened or a connection is made (SinkError / SourceError).
 imported here.
 """
 
+import functools
 import os
 from collections.abc import Iterator, Sequence
 from fnmatch import fnmatchcase
@@ -33,7 +34,12 @@ def file_roots(settings: Settings | None = None) -> list[Path]:
     if roots is None:
         extra = os.environ.get(DATA_DIR_ENV, "")
         roots = [".", *(part for part in extra.split(os.pathsep) if part)]
-    return [Path(os.path.abspath(root)) for root in roots]
+    return list(_absolute(tuple(roots), os.getcwd()))
+
+
+@functools.lru_cache(maxsize=64)  # asked once per collector: thousands of times per load
+def _absolute(roots: tuple[str, ...], cwd: str) -> tuple[Path, ...]:
+    return tuple(Path(os.path.abspath(root)) for root in roots)
 
 
 def _under(path: Path, roots: Sequence[Path]) -> bool:
@@ -150,10 +156,11 @@ def confinement_problems(spec: CollectorSpec, settings: Settings) -> Iterator[Lo
         why = egress_problem(*url_host(spec.source.config.uri), allow)
         if why:
             yield ("source", "config", "uri"), why
-    roots = file_roots(settings)
+    roots: list[Path] | None = None
     for name, sink in spec.sinks.items():
         where: tuple[str | int, ...] = ("sinks", name, "config")
         if isinstance(sink, FileSink):
+            roots = roots if roots is not None else file_roots(settings)
             why = static_path_problem(sink.config.path, roots)
             if why:
                 yield (*where, "path"), why

@@ -6,6 +6,7 @@ whole text and is kept for the deployment's own settings file. Nothing else is t
 """
 
 import fnmatch
+import functools
 import json
 import os
 import re
@@ -25,7 +26,8 @@ class TemplateProblem:
     message: str
 
 
-def _tokens(body: str) -> list[tuple[str, str]]:
+@functools.lru_cache(maxsize=4096)  # the same few actions recur in every file of a folder
+def _tokens(body: str) -> tuple[tuple[str, str], ...]:
     """Split an action body into (kind, text) tokens: 'str', 'ident' or 'bad'."""
     out: list[tuple[str, str]] = []
     for match in _TOKEN.finditer(body):
@@ -41,7 +43,7 @@ def _tokens(body: str) -> list[tuple[str, str]]:
             out.append(("ident", ident))
         elif bad is not None:
             out.append(("bad", bad))
-    return out
+    return tuple(out)
 
 
 def _evaluate(body: str, env: Mapping[str, str]) -> str:
