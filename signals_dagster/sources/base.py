@@ -3,6 +3,7 @@
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Protocol
 
 from signals_dagster.spec.models import CollectorSpec
@@ -42,6 +43,32 @@ class Source(Protocol):
     def session(self) -> AbstractContextManager[SourceSession]:
         """Open a read-only session with a statement timeout."""
         ...
+
+
+def file_database(uri: str) -> str:
+    """The file of a scheme:///relative or scheme:////absolute URL ('' when it names none)."""
+    rest = uri.split("://", 1)[1].split("?", 1)[0]
+    return rest[1:] if rest.startswith("/") else rest
+
+
+class InProcessSqlSource:
+    """What the SQL sources that open a database file in this process (SQLite, DuckDB) share:
+    the query's kind and range capability, the timeout their watchdog enforces, the file."""
+
+    def __init__(self, uri: str, sql: str, timeout: timedelta) -> None:
+        self.uri = uri
+        self.sql = sql
+        self.params = bind_params(sql)
+        self.kind = collector_kind(self.params)
+        self.range_capable = mentions_grain(sql)
+        self.timeout = timeout.total_seconds()
+        self.path = file_database(uri)
+
+    def describe(self) -> dict[str, str]:
+        """Redacted URI and the query text."""
+        from signals_dagster.redact import redact
+
+        return {"uri": redact(self.uri), "query": self.sql}
 
 
 @dataclass(frozen=True)

@@ -21,8 +21,8 @@ import duckdb
 
 from signals_dagster.errors import SourceError
 from signals_dagster.redact import redact
-from signals_dagster.sources.base import Fetched
-from signals_dagster.spec.sqltext import bind_params, collector_kind, mentions_grain, replace_params
+from signals_dagster.sources.base import Fetched, InProcessSqlSource, file_database
+from signals_dagster.spec.sqltext import replace_params
 from signals_dagster.window import Window
 
 BATCH = 65_536  # rows fetched at a time
@@ -36,9 +36,7 @@ def handles(uri: str) -> bool:
 
 def database_path(uri: str) -> str:
     """The file of a duckdb:///relative or duckdb:////absolute URL (':memory:' when none)."""
-    rest = uri.split("://", 1)[1].split("?", 1)[0]
-    path = rest[1:] if rest.startswith("/") else rest
-    return path or ":memory:"
+    return file_database(uri) or ":memory:"
 
 
 def sandbox(conn: duckdb.DuckDBPyConnection, allowed: Sequence[str]) -> None:
@@ -57,25 +55,16 @@ def sandbox(conn: duckdb.DuckDBPyConnection, allowed: Sequence[str]) -> None:
     conn.execute("SET lock_configuration = true")
 
 
-class DuckdbSource:
+class DuckdbSource(InProcessSqlSource):
     """A SQL aggregation over one DuckDB database file."""
 
     def __init__(
         self, uri: str, sql: str, timeout: timedelta, allowed_paths: Sequence[str] = ()
     ) -> None:
-        self.uri = uri
-        self.sql = sql
-        self.params = bind_params(sql)
-        self.kind = collector_kind(self.params)
-        self.range_capable = mentions_grain(sql)
-        self.timeout = timeout.total_seconds()
+        super().__init__(uri, sql, timeout)
         self.path = database_path(uri)
         self.allowed_paths = list(allowed_paths)
         self.text, _ = replace_params(sql, lambda name, _number: f"${name}")
-
-    def describe(self) -> dict[str, str]:
-        """Redacted URI and the query text."""
-        return {"uri": redact(self.uri), "query": self.sql}
 
     @contextlib.contextmanager
     def session(self) -> Iterator["DuckdbSession"]:

@@ -12,14 +12,13 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
-from datetime import UTC, timedelta
+from datetime import UTC
 from typing import Any
 from urllib.parse import quote
 
 from signals_dagster.errors import SourceError
 from signals_dagster.redact import redact
-from signals_dagster.sources.base import Fetched
-from signals_dagster.spec.sqltext import bind_params, collector_kind, mentions_grain
+from signals_dagster.sources.base import Fetched, InProcessSqlSource
 from signals_dagster.window import Window
 
 BATCH = 65_536  # rows fetched at a time
@@ -114,27 +113,8 @@ def handles(uri: str) -> bool:
     return uri.lower().startswith(_SCHEMES) and "?" not in uri
 
 
-def database_path(uri: str) -> str:
-    """The file of a sqlite:///relative or sqlite:////absolute URL ('' for in-memory)."""
-    rest = uri.split("://", 1)[1]
-    return rest[1:] if rest.startswith("/") else rest
-
-
-class SqliteSource:
-    """A SQL aggregation over one SQLite database file."""
-
-    def __init__(self, uri: str, sql: str, timeout: timedelta) -> None:
-        self.uri = uri
-        self.sql = sql
-        self.params = bind_params(sql)
-        self.kind = collector_kind(self.params)
-        self.range_capable = mentions_grain(sql)
-        self.timeout = timeout.total_seconds()
-        self.path = database_path(uri)
-
-    def describe(self) -> dict[str, str]:
-        """Redacted URI and the query text."""
-        return {"uri": redact(self.uri), "query": self.sql}
+class SqliteSource(InProcessSqlSource):
+    """A SQL aggregation over one SQLite database file ('' in the URL: in memory)."""
 
     @contextlib.contextmanager
     def session(self) -> Iterator["SqliteSession"]:

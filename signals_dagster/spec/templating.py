@@ -91,10 +91,7 @@ def render(text: str, env: Mapping[str, str] | None = None) -> tuple[str, list[T
         pieces.append(value + "\n" * body.count("\n"))
         last = match.end()
         if right_trim:
-            rest = text[last:]
-            stripped = rest.lstrip()
-            pieces.append("\n" * rest[: len(rest) - len(stripped)].count("\n"))
-            last = len(text) - len(stripped)
+            last = _trim_right(text, last, pieces)
     pieces.append(text[last:])
     rendered = "".join(pieces)
     stray = [
@@ -136,6 +133,14 @@ class Action:
         return None
 
 
+def _trim_right(text: str, last: int, pieces: list[str]) -> int:
+    """`-}}`: skip the whitespace after an action, keeping its newlines' count (true lines)."""
+    rest = text[last:]
+    stripped = rest.lstrip()
+    pieces.append("\n" * rest[: len(rest) - len(stripped)].count("\n"))
+    return len(text) - len(stripped)
+
+
 def protect(text: str) -> tuple[str, list[Action], list[TemplateProblem]]:
     """Replace each template action by a placeholder; return the text, the actions, problems."""
     if _OPEN in text or _CLOSE in text:
@@ -151,10 +156,7 @@ def protect(text: str) -> tuple[str, list[Action], list[TemplateProblem]]:
         pieces.append(f"{_OPEN}{len(actions) - 1}{_CLOSE}" + "\n" * body.count("\n"))
         last = match.end()
         if right_trim:
-            rest = text[last:]
-            stripped = rest.lstrip()
-            pieces.append("\n" * rest[: len(rest) - len(stripped)].count("\n"))
-            last = len(text) - len(stripped)
+            last = _trim_right(text, last, pieces)
     pieces.append(text[last:])
     protected = "".join(pieces)
     # A '{{' never closed: its own placeholder, so the problem is located in its value.
