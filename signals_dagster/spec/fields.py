@@ -6,7 +6,6 @@ import zoneinfo
 from datetime import date, datetime, timedelta
 from typing import Annotated
 
-from croniter import croniter
 from pydantic import AfterValidator, BeforeValidator, Field
 
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -79,7 +78,9 @@ def _duration(value: object) -> timedelta:
 @functools.lru_cache(maxsize=1024)
 def _valid_cron(text: str) -> bool:
     # croniter expands every field to check it (a third of a millisecond); collectors share a
-    # few crons, so each is checked once.
+    # few crons, so each is checked once. Imported here: most collectors have no cron.
+    from croniter import croniter
+
     return len(text.split(" ")) == 5 and bool(croniter.is_valid(text))
 
 
