@@ -164,9 +164,6 @@ class RecordBuilder:
             )
         return concat_records(parts)
 
-    # Kept for callers of the pre-Arrow builder.
-    frame = table
-
 
 def _concat(arrays: list[pa.Array], kind: pa.DataType) -> pa.Array:
     if not arrays:

@@ -50,8 +50,6 @@ def _schema(label: pa.DataType, tags: pa.DataType, instant: pa.DataType = UTC_US
 RECORD_SCHEMA = _schema(LABEL, TAGS_TYPE, INSTANT)  # in memory
 STORED_SCHEMA = _schema(pa.string(), TEXT_TAGS)  # in files (Parquet): plain texts
 
-Records = pa.Table  # a records frame; functions below also accept a pandas DataFrame of records
-
 
 def iso_z(moment: datetime, millis: bool = False) -> str:
     """ISO-8601 in UTC with a trailing Z (milliseconds when asked)."""

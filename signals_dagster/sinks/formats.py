@@ -18,11 +18,6 @@ from signals_dagster.records import (
 )
 
 
-def parquet_schema() -> Any:
-    """The Parquet schema of metric records (tags sorted by key)."""
-    return STORED_SCHEMA
-
-
 def _sorted_tags(tags: Any) -> Any:
     """The tags map with every record's entries sorted by key (Parquet's canonical form)."""
     import pyarrow as pa

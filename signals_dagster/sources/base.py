@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
+from signals_dagster.errors import SourceError
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.sources import DuckdbConfig, MongoConfig, PrometheusConfig, SqlConfig
 from signals_dagster.spec.sqltext import bind_params, collector_kind, mentions_grain
@@ -43,6 +44,26 @@ class Source(Protocol):
     def session(self) -> AbstractContextManager[SourceSession]:
         """Open a read-only session with a statement timeout."""
         ...
+
+
+# SQLSTATE classes that a retry cannot fix: authorisation, invalid transaction state (a write in
+# the read-only session), unknown database, syntax/access, data exceptions, unsupported features.
+PERMANENT_SQLSTATES = ("28", "25", "3D", "42", "22", "0A")
+
+
+def is_transient(kind_ok: bool, orig: object) -> bool:
+    """A lost or refused connection, a timeout, a serialisation failure: worth a retry.
+
+    `kind_ok`: the driver's exception class says so; `orig` may carry a SQLSTATE that says not."""
+    sqlstate = str(getattr(orig, "sqlstate", None) or "")
+    return kind_ok and not sqlstate.startswith(PERMANENT_SQLSTATES)
+
+
+def timeout_error(detail: str, seconds: float, transient: bool = True) -> SourceError:
+    """An in-process interrupt only says "interrupted": the error names the cause."""
+    return SourceError(
+        f"{detail} (statement timeout of {seconds:g}s exceeded)", transient=transient
+    )
 
 
 def file_database(uri: str) -> str:

@@ -21,7 +21,7 @@ import duckdb
 
 from signals_dagster.errors import SourceError
 from signals_dagster.redact import redact
-from signals_dagster.sources.base import Fetched, InProcessSqlSource, file_database
+from signals_dagster.sources.base import Fetched, InProcessSqlSource, file_database, timeout_error
 from signals_dagster.spec.sqltext import replace_params
 from signals_dagster.window import Window
 
@@ -145,11 +145,7 @@ class DuckdbSession:
     def _error(self, exc: duckdb.Error) -> SourceError:
         detail = f"{redact(self.source.uri)}: {redact(str(exc).strip())}"
         if self.timed_out:
-            # An interrupt only says "interrupted": name the cause.
-            return SourceError(
-                f"{detail} (statement timeout of {self.source.timeout:g}s exceeded)",
-                transient=True,
-            )
+            return timeout_error(detail, self.source.timeout)
         transient = isinstance(exc, duckdb.OperationalError) and not isinstance(
             exc, duckdb.PermissionException
         )

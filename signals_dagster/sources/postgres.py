@@ -20,7 +20,7 @@ import pyarrow as pa
 from signals_dagster.errors import SourceError
 from signals_dagster.records.convert import supported
 from signals_dagster.redact import redact
-from signals_dagster.sources.base import Fetched
+from signals_dagster.sources.base import Fetched, is_transient
 from signals_dagster.spec.sqltext import (
     bind_params,
     collector_kind,
@@ -31,7 +31,6 @@ from signals_dagster.spec.sqltext import (
 from signals_dagster.window import Window
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+psycopg")
-_PERMANENT_SQLSTATES = ("28", "3D", "42", "22", "0A", "25")
 
 
 def handles(uri: str) -> bool:
@@ -67,9 +66,8 @@ def _detail(exc: Exception) -> str:
 def _error(exc: Exception, uri: str) -> SourceError:
     import adbc_driver_manager as adbc
 
-    sqlstate = str(getattr(exc, "sqlstate", None) or "")
     operational = isinstance(exc, adbc.OperationalError | adbc.InternalError)
-    transient = operational and not sqlstate.startswith(_PERMANENT_SQLSTATES)
+    transient = is_transient(operational, exc)
     if isinstance(exc, adbc.OperationalError) and "authentication failed" in str(exc):
         transient = False
     return SourceError(f"{redact(uri)}: {redact(_detail(exc))}", transient=transient)

@@ -20,7 +20,7 @@ from sqlalchemy.pool import NullPool
 
 from signals_dagster.errors import SourceError
 from signals_dagster.redact import redact
-from signals_dagster.sources.base import Fetched
+from signals_dagster.sources.base import Fetched, is_transient, timeout_error
 from signals_dagster.spec.sqltext import (
     bind_params,
     collector_kind,
@@ -89,17 +89,6 @@ def _on_connect(backend: str, timeout_ms: int) -> Callable[[Any, Any], None] | N
         guard(dbapi_conn)
 
     return {"mysql": mysql, "mariadb": mysql, "sqlite": sqlite}.get(backend)
-
-
-# SQLSTATE classes that a retry cannot fix: authorisation, unknown database, syntax/access,
-# data exceptions, unsupported features.
-_PERMANENT_SQLSTATES = ("28", "3D", "42", "22", "0A")
-
-
-def is_transient(kind_ok: bool, orig: object) -> bool:
-    """A lost or refused connection, a timeout, a serialisation failure: worth a retry."""
-    sqlstate = str(getattr(orig, "sqlstate", None) or "")
-    return kind_ok and not sqlstate.startswith(_PERMANENT_SQLSTATES)
 
 
 def _is_transient(exc: sa.exc.DBAPIError) -> bool:
@@ -285,11 +274,7 @@ class SqlSession:
     def _error(self, exc: sa.exc.DBAPIError) -> SourceError:
         error = _source_error(exc, self.source.uri)
         if self.timed_out:
-            # SQLite's interrupt only says "interrupted": name the cause.
-            limit = f"{self.source.timeout_ms / 1000:g}s"
-            return SourceError(
-                f"{error} (statement timeout of {limit} exceeded)", transient=error.transient
-            )
+            return timeout_error(str(error), self.source.timeout_ms / 1000, error.transient)
         return error
 
     def _end(self, watchdog: Any) -> None:

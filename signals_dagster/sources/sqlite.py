@@ -18,7 +18,7 @@ from urllib.parse import quote
 
 from signals_dagster.errors import SourceError
 from signals_dagster.redact import redact
-from signals_dagster.sources.base import Fetched, InProcessSqlSource
+from signals_dagster.sources.base import Fetched, InProcessSqlSource, timeout_error
 from signals_dagster.window import Window
 
 BATCH = 65_536  # rows fetched at a time
@@ -185,10 +185,6 @@ class SqliteSession:
         if self.authorizer.refused and "authoriz" in str(exc):  # "not authorized", "…denied"
             return SourceError(f"{detail}: {self.authorizer.refused}", transient=False)
         if self.timed_out:
-            # An interrupt only says "interrupted": name the cause.
-            return SourceError(
-                f"{detail} (statement timeout of {self.source.timeout:g}s exceeded)",
-                transient=True,
-            )
+            return timeout_error(detail, self.source.timeout)
         busy = "locked" in str(exc) or "busy" in str(exc)
         return SourceError(detail, transient=busy)
