@@ -54,9 +54,12 @@ def unique_topic(prefix: str = "signals") -> str:
     return f"{prefix}-{time.monotonic_ns()}"
 
 
-def materialize(folder: Path, **kwargs: object) -> tuple[dg.ExecuteInProcessResult, float]:
-    """Materialise the folder's collectors in process; the result and the seconds it took."""
-    defs = build_definitions(load_catalog(str(folder)), str(folder))
+def materialize(
+    folder: Path, kafka: KafkaProducerResource | None = None, **kwargs: object
+) -> tuple[dg.ExecuteInProcessResult, float]:
+    """Materialise the folder's collectors in process (with the deployment's Kafka resource
+    when given); the result and the seconds it took."""
+    defs = build_definitions(load_catalog(str(folder)), str(folder), kafka=kafka)
     started = time.monotonic()
     result = dg.materialize(
         list(defs.assets or []),
@@ -483,15 +486,7 @@ BAD_SETTING = {"socket.timeout.ms": "not-a-number"}  # librdkafka refuses it whe
 def materialize_with(
     folder: Path, kafka: KafkaProducerResource, **kwargs: object
 ) -> dg.ExecuteInProcessResult:
-    defs = build_definitions(load_catalog(str(folder)), str(folder), kafka=kafka)
-    return dg.materialize(
-        list(defs.assets or []),
-        resources=defs.resources,
-        instance=dg.DagsterInstance.ephemeral(),
-        raise_on_error=False,
-        partition_key="2026-02-03",
-        **kwargs,  # type: ignore[arg-type]
-    )
+    return materialize(folder, kafka, partition_key="2026-02-03", **kwargs)[0]
 
 
 def test_resource_settings_apply_to_the_run(

@@ -34,6 +34,7 @@ from signals_dagster.spec.sinks import KafkaConfig
 from signals_dagster_tests.conftest import PG_ADMIN
 from signals_dagster_tests.servers.common import free_port
 from signals_dagster_tests.servers.kafka import TansuBroker, create_topic
+from signals_dagster_tests.test_kafka_sink import failure_message
 
 ROOT = Path(__file__).resolve().parents[1]
 SQL = (
@@ -232,17 +233,6 @@ def materialize(folder: Path, instance: dg.DagsterInstance) -> dg.ExecuteInProce
         partition_key=DAY,
         raise_on_error=False,
     )
-
-
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    failures = result.get_step_failure_events()
-    assert failures, "the run should have failed"
-    error = failures[0].step_failure_data.error
-    texts = []
-    while error is not None:
-        texts.append(error.message)
-        error = error.cause
-    return "\n".join(texts)
 
 
 # --- the positive control -------------------------------------------------------------------
