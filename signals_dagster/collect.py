@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from signals_dagster.errors import CollectorError
-from signals_dagster.records import RecordBuilder, empty_records, value_sum
+from signals_dagster.records import RecordBuilder, empty_records, grain_micros, value_sum
 from signals_dagster.sources import Fetched, Source, SourceSession, open_source
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.window import Window, check_window
@@ -133,21 +133,19 @@ def _split(
         table, spans = builders[0].table(now), builders[0].spans
         parts = {}
         for window in windows:
-            first, last = spans.get(_micros(window), (0, 0))
+            first, last = spans.get(window.grain_micros, (0, 0))
             parts[window.key] = table.slice(first, last - first)
     else:
         tables = [builder.table(now) for builder in builders]
         table = pa.concat_tables(tables) if tables else empty_records()
-        grains = pc.cast(table.column("grain_datetime"), pa.int64())
-        parts = {window.key: table.filter(pc.equal(grains, _micros(window))) for window in windows}
+        grains = pa.array(grain_micros(table))
+        parts = {
+            window.key: table.filter(pc.equal(grains, window.grain_micros)) for window in windows
+        }
     return [
         Collected(window, parts[window.key], *counts[window.key], seconds[window.key])
         for window in windows
     ]
-
-
-def _micros(window: Window) -> int:
-    return int(window.grain_datetime.timestamp() * 1_000_000)
 
 
 def _grain_instant(value: Any, tz: ZoneInfo) -> datetime:

@@ -27,9 +27,19 @@ class Window:
         """Window start in UTC: the record's grain_datetime."""
         return self.start.astimezone(UTC)
 
+    @property
+    def grain_micros(self) -> int:
+        """grain_datetime as µs since the epoch, as a records table holds it."""
+        return micros(self.start)
+
     def describe(self) -> str:
         """Human text: key and bounds."""
         return f"partition {self.key} [{self.start.isoformat()}, {self.end.isoformat()})"
+
+
+def micros(moment: datetime) -> int:
+    """An aware instant as whole µs since the epoch."""
+    return int(moment.timestamp() * 1_000_000)
 
 
 def check_window(window: Window, kind: str, now: datetime) -> None:

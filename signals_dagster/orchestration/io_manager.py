@@ -19,7 +19,6 @@ from signals_dagster.records import as_table, empty_records, grain_micros, to_pa
 from signals_dagster.sinks import open_writer
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.sinks import FileSink, S3Sink
-from signals_dagster.window import Window
 
 if TYPE_CHECKING:
     import pandas as pd  # only derived assets read records back as pandas (imported then)
@@ -42,11 +41,7 @@ def split_by_partition(
     else:  # interleaved (someone else's frame): filter instead
         parts = {g: table.filter(pc.equal(pa.array(grains), g)) for g in runs}
     empty = table.slice(0, 0)
-    return [(key, parts.get(_micros(window_for_key(spec, key)), empty)) for key in keys]
-
-
-def _micros(window: Window) -> int:
-    return int(window.grain_datetime.timestamp() * 1_000_000)
+    return [(key, parts.get(window_for_key(spec, key).grain_micros, empty)) for key in keys]
 
 
 def sink_metadata(name: str, result: Mapping[str, object]) -> dict[str, Any]:

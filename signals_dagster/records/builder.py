@@ -21,6 +21,7 @@ from signals_dagster.records.frame import (
 )
 from signals_dagster.records.uuids import Part, bulk_uuids
 from signals_dagster.spec.models import CollectorSpec
+from signals_dagster.window import micros
 
 RESERVED_COLUMNS = ("value", "grain_datetime")
 ROW_BATCH = 65_536  # Python rows are converted this many at a time (bounded memory)
@@ -114,10 +115,8 @@ class RecordBuilder:
         if size and (fingerprints[1:] == fingerprints[:-1]).any():
             self._duplicate(uuids, rows, columns)  # equal fingerprints; equal uuids: an error
         self.windows.append(_Window(grain.astimezone(UTC), uuids, value, columns))
-        micros = int(grain.astimezone(UTC).timestamp() * 1_000_000)
-        self.spans[micros] = (
-            (self._size, self._size + size) if micros not in self.spans else (-1, -1)
-        )
+        start = micros(grain)
+        self.spans[start] = (self._size, self._size + size) if start not in self.spans else (-1, -1)
         self._size += size
         return count, dropped
 
