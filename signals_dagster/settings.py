@@ -6,6 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, ValidationError, field_validator
 
+from signals_dagster.contracts.model import RegistrySettings
 from signals_dagster.errors import Problem, SpecError
 from signals_dagster.spec import templating, yamlpos
 from signals_dagster.spec.base import Model
@@ -64,6 +65,7 @@ class Settings(Model):
     templating: TemplatingSettings = Field(default_factory=TemplatingSettings)
     sinks: SinksSettings = Field(default_factory=SinksSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
+    registry: RegistrySettings = Field(default_factory=RegistrySettings)
 
 
 def settings_path() -> Path:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from signals_dagster.contracts.registry import is_registry_text
 from signals_dagster.errors import Problem, SpecError
 from signals_dagster.redact import register_secret
 from signals_dagster.spec import credentials, templating, yamlpos
@@ -20,7 +21,7 @@ from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.yamlpos import Positions
 
 if TYPE_CHECKING:
-    from signals_dagster.settings import TemplatingSettings
+    from signals_dagster.settings import Settings, TemplatingSettings
 
 YAML_SUFFIXES = (".yaml", ".yml")
 
@@ -270,6 +271,41 @@ def collector_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return files
 
 
+def _registry_root(file: Path) -> Path:
+    """The folder whose registry files cover a collector file given on its own: the collectors
+    folder ($SIGNALS_COLLECTORS_DIR, default collectors/) when the file is inside it, else the
+    file's own folder."""
+    from signals_dagster.catalog import collectors_dir
+
+    root = Path(collectors_dir())
+    try:
+        file.resolve().relative_to(root.resolve())
+    except ValueError:
+        return file.parent
+    return root
+
+
+def registry_roots(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    """The folders whose registry files (and lock) cover the collectors under `paths`."""
+    roots: list[Path] = []
+    for item in paths:
+        path = Path(item)
+        root = path if path.is_dir() else _registry_root(path)
+        if root not in roots:
+            roots.append(root)
+    return roots
+
+
+def _read(path: Path, problems: list[Problem]) -> str | None:
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        problems.append(Problem(str(path), 0, "<file>", "no such file"))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(Problem(str(path), 0, "<file>", f"cannot read: {exc}"))
+    return None
+
+
 def load_collectors(
     paths: Iterable[str | os.PathLike[str]],
     env: Mapping[str, str] | None = None,
@@ -277,25 +313,28 @@ def load_collectors(
 ) -> dict[Path, CollectorSpec]:
     """Load every collector under `paths`; raise one SpecError with all problems of all files.
 
-    What signals.yaml allows but is risky is appended to `warnings` when given."""
+    Registry files (a top-level `metrics:`) of the folders are read too: each collector is
+    checked against its metric's contract and carries it. What signals.yaml allows but is
+    risky is appended to `warnings` when given."""
     from signals_dagster.confine import confinement_problems, confinement_warnings
     from signals_dagster.settings import load_settings
 
+    paths = list(paths)
     settings = load_settings()
     policy = _policy(settings.templating)
     problems: list[Problem] = []
     specs: dict[Path, CollectorSpec] = {}
+    positions: dict[Path, Positions] = {}
     name_lines: dict[str, tuple[str, int]] = {}
     asset_names: dict[str, tuple[str, str]] = {}
+    registry_texts: dict[Path, str] = {}
     for path in collector_files(paths):
         file = str(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except FileNotFoundError:
-            problems.append(Problem(file, 0, "<file>", "no such file"))
+        text = _read(path, problems)
+        if text is None:
             continue
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(file, 0, "<file>", f"cannot read: {exc}"))
+        if is_registry_text(text):
+            registry_texts[path] = text
             continue
         spec, pos, found = parse_text(text, file, env, policy, warnings)
         problems += found
@@ -335,6 +374,64 @@ def load_collectors(
         name_lines[spec.name] = (file, line)
         asset_names[spec.asset_name] = (file, spec.name)
         specs[path] = spec
+        positions[path] = pos
+    problems += _bind_registry(paths, registry_texts, specs, positions, settings, warnings)
     if problems:
         raise SpecError(problems)
     return specs
+
+
+def _bind_registry(
+    paths: list[str | os.PathLike[str]],
+    registry_texts: dict[Path, str],
+    specs: dict[Path, CollectorSpec],
+    positions: dict[Path, Positions],
+    settings: "Settings",
+    warnings: list[Problem] | None,
+) -> list[Problem]:
+    """Read the registry of the folders, check each collector against its contract (and the
+    registry against its lock), and attach each collector's contract."""
+    from signals_dagster.contracts.conform import conform
+    from signals_dagster.contracts.lock import lock_findings
+    from signals_dagster.contracts.registry import load_registry
+
+    problems: list[Problem] = []
+    roots = registry_roots(paths)
+    for root in roots:  # a file given on its own: the registry files of its folder
+        if root.is_dir() and not any(Path(p) == root for p in paths):
+            for path in collector_files([root]):
+                if path not in registry_texts:
+                    text = _read(path, problems)
+                    if text is not None and is_registry_text(text):
+                        registry_texts[path] = text
+    registry, found = load_registry(sorted(registry_texts.items()))
+    problems += found
+    if found:
+        return problems
+    for root in roots:
+        for finding in lock_findings(registry, root):
+            if not finding.warning:
+                problems.append(finding.problem)
+            elif warnings is not None:
+                warnings.append(finding.problem)
+    for path, spec in specs.items():
+        pos = positions[path]
+        for finding in conform(spec, registry, settings.registry.strict):
+            where = _tag_path(finding.path, spec, pos)
+            problem = Problem(str(path), pos.line_for(where), _dotted(where), finding.message)
+            if not finding.warning:
+                problems.append(problem)
+            elif warnings is not None:
+                warnings.append(problem)
+        spec.bind_contract(registry.get(spec.metric.name))
+    return problems
+
+
+def _tag_path(
+    path: tuple[str | int, ...], spec: CollectorSpec, pos: Positions
+) -> tuple[str | int, ...]:
+    """A static tag's path by index as written: `tags[0].value` (list form) or `tags.env`."""
+    if path[:2] != ("metric", "tags") or len(path) < 3 or path[:3] in pos.lines:
+        return path
+    assert isinstance(path[2], int)
+    return ("metric", "tags", spec.metric.tags[path[2]].key)

@@ -6,8 +6,9 @@ import re
 from datetime import timedelta
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PrivateAttr, field_validator, model_validator
 
+from signals_dagster.contracts.model import Contract
 from signals_dagster.spec.base import Model
 from signals_dagster.spec.fields import (
     Cron,
@@ -143,6 +144,8 @@ class CollectorSpec(Model):
     retry_delay: PositiveDuration = Field(
         default=timedelta(seconds=10), description="First retry delay (doubles each time)"
     )
+    # The contract of the metric in the registry of the collector's folder (set when loading).
+    _contract: Contract | None = PrivateAttr(default=None)
 
     @model_validator(mode="before")
     @classmethod
@@ -172,9 +175,21 @@ class CollectorSpec(Model):
         return asset_name(self.name)
 
     @property
+    def contract(self) -> Contract | None:
+        """The metric's contract, when the registry has one."""
+        return self._contract
+
+    def bind_contract(self, contract: Contract | None) -> None:
+        """Attach the metric's contract (the loader does, once the registry is read)."""
+        self._contract = contract
+
+    @property
     def code_version(self) -> str:
-        """Hash of the whole validated spec: changes whenever the collector changes."""
-        return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
+        """Hash of the whole validated spec and its contract: changes whenever either does."""
+        text = self.model_dump_json()
+        if self._contract is not None:
+            text += self._contract.model_dump_json()
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def asset_name(name: str) -> str:
