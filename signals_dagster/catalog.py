@@ -4,6 +4,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from signals_dagster.contracts.registry import LOCK_NAME
 from signals_dagster.spec.loader import collector_files, load_collectors
 from signals_dagster.spec.models import CollectorSpec
 
@@ -35,12 +36,15 @@ def load_catalog(directory: str | None = None) -> Catalog:
     """Load (or reuse) the catalog of a folder; raises SpecError listing every problem."""
     directory = os.path.abspath(directory or collectors_dir())
     files = collector_files([directory])
+    lock = Path(directory) / LOCK_NAME
+    if lock.exists():
+        files.append(lock)
     # Templating reads the environment: a changed variable is a changed collector.
     signature = (hash(frozenset(os.environ.items())), *((str(f), f.stat().st_mtime) for f in files))
     cached = _CACHE.get(directory)
     if cached and cached[0] == signature:
         return cached[1]
-    loaded = load_collectors(files)
+    loaded = load_collectors([directory])
     catalog = Catalog(
         specs={spec.name: spec for spec in loaded.values()},
         files={spec.name: path for path, spec in loaded.items()},

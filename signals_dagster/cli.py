@@ -30,6 +30,7 @@ def main() -> None:
 def validate(paths: Sequence[str]) -> None:
     """Validate collector files or folders (default: $SIGNALS_COLLECTORS_DIR or collectors/)."""
     from signals_dagster.catalog import collectors_dir
+    from signals_dagster.contracts.registry import is_registry_text
     from signals_dagster.spec.loader import collector_files, load_collectors
 
     targets = list(paths) or [collectors_dir()]
@@ -45,7 +46,12 @@ def validate(paths: Sequence[str]) -> None:
     if not files:
         click.echo(f"no collector files (*.yaml, *.yml) in {', '.join(targets)}", err=True)
         sys.exit(1)
-    click.echo(f"ok: {len(specs)} collector(s) valid in {len(files)} file(s)")
+    registries = [f for f in files if is_registry_text(f.read_text(encoding="utf-8"))]
+    contracts = sum(1 for spec in specs.values() if spec.contract is not None)
+    summary = f"ok: {len(specs)} collector(s) valid in {len(files) - len(registries)} file(s)"
+    if registries:
+        summary += f"; {contracts} under contract ({len(registries)} registry file(s))"
+    click.echo(summary)
 
 
 @main.command()

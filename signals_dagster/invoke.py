@@ -5,6 +5,7 @@ import logging
 from typing import Any, TextIO
 
 from signals_dagster.collect import collect
+from signals_dagster.contracts.enforce import Verdict, enforce, raise_for
 from signals_dagster.partitioning import current_window, window_for_key
 from signals_dagster.records import json_line_chunks
 from signals_dagster.redact import redact
@@ -32,6 +33,12 @@ def _print_and_append(records: Any, stdout: TextIO, files: dict[str, FileWriter]
         (binary or stdout).flush()
 
 
+def _outcome(verdict: Verdict) -> str:
+    if verdict.passed:
+        return f"passed ({verdict.records} record(s))"
+    return f"{len(verdict.violations)} violation(s)"
+
+
 def invoke_collector(file: str, partition: str | None, dry_run: bool, stdout: TextIO) -> int:
     """Collect one window, print its records as JSON lines, write the other sinks unless dry-run."""
     spec = load_file(file)
@@ -48,6 +55,11 @@ def invoke_collector(file: str, partition: str | None, dry_run: bool, stdout: Te
     writers = {} if dry_run else open_writers(spec, include_console=False)
     try:
         (collected,) = collect(spec, [window])
+        # The contract is checked on the records before anything is printed or written.
+        verdicts = enforce(spec.contract, [(window.key, collected.records)])
+        for verdict in verdicts:
+            log.info("contract %s, %s: %s", verdict.contract.label, window.key, _outcome(verdict))
+        raise_for(verdicts)
         files = {n: w for n, w in writers.items() if isinstance(w, FileWriter)}
         _print_and_append(collected.records, stdout, files)
         for name, writer in writers.items():

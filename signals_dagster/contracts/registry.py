@@ -69,10 +69,10 @@ def _data_path(raw: object, loc: Sequence[str | int]) -> Path_:
     path: list[str | int] = []
     current = raw
     for part in loc:
-        if isinstance(current, dict) and part in current:
-            current = current[part]
-        elif isinstance(current, list) and isinstance(part, int) and part < len(current):
-            current = current[part]
+        in_dict = isinstance(current, dict) and part in current
+        in_list = isinstance(current, list) and isinstance(part, int) and part < len(current)
+        if in_dict or in_list:
+            current = current[part]  # type: ignore[index]
         elif isinstance(current, dict) and isinstance(part, str) and not part[:1].isupper():
             path.append(part)  # a missing or unknown key: its name, at its parent's line
             break

@@ -15,7 +15,9 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 
 from signals_dagster.catalog import Catalog
 from signals_dagster.collect import Collected, collect
+from signals_dagster.contracts.enforce import raise_for
 from signals_dagster.errors import CollectorError
+from signals_dagster.orchestration.checks import check_specs, contract_evaluations
 from signals_dagster.orchestration.clients import sink_clients
 from signals_dagster.orchestration.failures import as_failure
 from signals_dagster.orchestration.io_manager import DETAILED_PARTITIONS, SinksIOManager
@@ -71,12 +73,18 @@ def sample_table(records: pa.Table) -> dg.MetadataValue:
     return dg.MetadataValue.table(records=rows, schema=schema)
 
 
-def partition_metadata(item: Collected, facts: AssetFacts, detailed: bool) -> dict[str, object]:
-    """Per-partition materialisation metadata (figures; the redacted query and a sample)."""
+def partition_metadata(
+    item: Collected, facts: AssetFacts, detailed: bool, spec: CollectorSpec
+) -> dict[str, object]:
+    """Per-partition materialisation metadata (figures, the contract the records were checked
+    against; the redacted query and a sample)."""
+    figures: dict[str, object] = dict(item.metadata())
+    if spec.contract is not None:
+        figures["contract"] = spec.contract.ref
     if not detailed:
-        return dict(item.metadata())
+        return figures
     return {
-        **item.metadata(),
+        **figures,
         "query": facts.metadata["query"],
         "sample": sample_table(item.records),
     }
@@ -128,17 +136,31 @@ def _asset(
     # an asset's cost (test_many_collectors checks that the snapshots are the same).
     key = dg.AssetKey(facts.key)
 
-    def _collector(context: dg.AssetExecutionContext, _inputs: object) -> Iterator[dg.Output]:
+    checks = check_specs(spec, key, pdef)
+
+    def _collector(
+        context: dg.AssetExecutionContext, _inputs: object
+    ) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
         collected = _run(spec, context)
+        # Compute → check → publish: every partition's evaluation is recorded, and a violation
+        # fails the step before the records reach the IO manager (no sink is written).
+        evaluations, verdicts = contract_evaluations(spec, key, collected, pdef is not None)
+        yield from evaluations
+        try:
+            raise_for(verdicts)
+        except CollectorError as exc:
+            raise as_failure(exc) from None
+        for check in checks:  # the checks' (Nothing) outputs: evaluated above
+            yield dg.Output(None, output_name=check.get_python_identifier())
         if pdef is not None:
             detailed = len(collected) <= DETAILED_PARTITIONS
             for item in collected:
                 context.add_asset_metadata(
-                    partition_metadata(item, facts, detailed), partition_key=item.window.key
+                    partition_metadata(item, facts, detailed, spec), partition_key=item.window.key
                 )
             metadata: dict[str, object] = {}
         else:
-            metadata = partition_metadata(collected[0], facts, detailed=True)
+            metadata = partition_metadata(collected[0], facts, True, spec)
         frames = [c.records for c in collected if len(c.records)]
         records = concat_records(frames)  # one Arrow table for the run
         yield dg.Output(records, metadata=metadata)  # type: ignore[arg-type]
@@ -147,7 +169,10 @@ def _asset(
         compute_fn=_collector,
         name=facts.key,
         description=facts.description,
-        outs={"result": _RECORDS_OUT},
+        outs={
+            "result": _RECORDS_OUT,
+            **{c.get_python_identifier(): dg.Out(dg.Nothing, is_required=False) for c in checks},
+        },
         retry_policy=dg.RetryPolicy(
             max_retries=spec.retries,
             delay=spec.retry_delay.total_seconds(),
@@ -173,6 +198,7 @@ def _asset(
         keys_by_output_name={"result": key},
         specs=[asset_spec],
         backfill_policy=backfill_policy(spec, facts.kind) if pdef is not None else None,
+        check_specs_by_output_name={c.get_python_identifier(): c for c in checks} or None,
     )
 
 

@@ -1,6 +1,2 @@
-"""Collector specification: YAML → templating → validated pydantic models."""
-
-from signals_dagster.spec.loader import load_collectors, load_file
-from signals_dagster.spec.models import CollectorSpec
-
-__all__ = ["CollectorSpec", "load_collectors", "load_file"]
+"""Collector specification: YAML → templating → validated pydantic models (`spec.loader`,
+`spec.models`); imported by module so the contract model can build on `spec.base`."""

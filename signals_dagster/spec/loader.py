@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from signals_dagster.contracts.registry import is_registry_text
 from signals_dagster.errors import Problem, SpecError
 from signals_dagster.redact import register_secret
 from signals_dagster.spec import credentials, templating, yamlpos
@@ -317,6 +316,7 @@ def load_collectors(
     checked against its metric's contract and carries it. What signals.yaml allows but is
     risky is appended to `warnings` when given."""
     from signals_dagster.confine import confinement_problems, confinement_warnings
+    from signals_dagster.contracts.registry import is_registry_text
     from signals_dagster.settings import load_settings
 
     paths = list(paths)
@@ -393,7 +393,7 @@ def _bind_registry(
     registry against its lock), and attach each collector's contract."""
     from signals_dagster.contracts.conform import conform
     from signals_dagster.contracts.lock import lock_findings
-    from signals_dagster.contracts.registry import load_registry
+    from signals_dagster.contracts.registry import is_registry_text, load_registry
 
     problems: list[Problem] = []
     roots = registry_roots(paths)
@@ -409,11 +409,11 @@ def _bind_registry(
     if found:
         return problems
     for root in roots:
-        for finding in lock_findings(registry, root):
-            if not finding.warning:
-                problems.append(finding.problem)
+        for locked in lock_findings(registry, root):
+            if not locked.warning:
+                problems.append(locked.problem)
             elif warnings is not None:
-                warnings.append(finding.problem)
+                warnings.append(locked.problem)
     for path, spec in specs.items():
         pos = positions[path]
         for finding in conform(spec, registry, settings.registry.strict):
