@@ -89,6 +89,17 @@ def redrive(audit_file: str, collector_file: str, sink_name: str, partition: str
             click.echo(line)
 
 
+def _add_contract_commands() -> None:
+    from signals_dagster.contracts.catalog_command import catalog
+    from signals_dagster.contracts.commands import registry
+
+    main.add_command(registry)
+    main.add_command(catalog)
+
+
+_add_contract_commands()
+
+
 @contextlib.contextmanager
 def _reported_errors() -> Iterator[None]:
     """Spec problems and collector errors as plain lines (exit 1); anything else in one line
@@ -113,7 +124,7 @@ def _reported_errors() -> Iterator[None]:
 
 # Commands that never handle a pandas object: pyarrow imports pandas (0.5 s) on its first array
 # only to ask whether an input is one, so the `signals` command tells it there is none.
-_NO_PANDAS = {"validate", "invoke"}
+_NO_PANDAS = {"validate", "invoke", "registry", "catalog"}
 
 
 class _WithoutPandas:

@@ -73,6 +73,8 @@ def _data_path(raw: object, loc: Sequence[str | int]) -> Path_:
         in_list = isinstance(current, list) and isinstance(part, int) and part < len(current)
         if in_dict or in_list:
             current = current[part]  # type: ignore[index]
+        elif part == "[key]":  # pydantic's marker of a bad mapping key (the key is in path)
+            break
         elif isinstance(current, dict) and isinstance(part, str) and not part[:1].isupper():
             path.append(part)  # a missing or unknown key: its name, at its parent's line
             break

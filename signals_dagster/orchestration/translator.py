@@ -5,7 +5,7 @@ import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import dagster as dg
@@ -15,6 +15,9 @@ from signals_dagster.sources.base import query_shape
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.sources import MongoConfig, SqlConfig
 from signals_dagster.spec.uris import parse_sql_url
+
+if TYPE_CHECKING:
+    from signals_dagster.contracts.model import Contract
 
 
 def query_text(spec: CollectorSpec) -> str:
@@ -64,6 +67,11 @@ def translate(spec: CollectorSpec, file: Path | None = None) -> AssetFacts:
         metadata["unit"] = spec.metric.unit
     if file is not None:
         metadata["collector_file"] = dg.MetadataValue.path(str(file))
+    contract = spec.contract
+    if contract is not None:  # its owners and description stay the contract's, not the asset's
+        metadata["contract"] = contract.ref
+        metadata["contract_version"] = contract.version
+        metadata["contract_tags"] = contract_tags_table(contract)
     description = (
         spec.description or f"{spec.metric.type} {spec.metric.name} per {spec.metric.grain}"
     )
@@ -79,6 +87,32 @@ def translate(spec: CollectorSpec, file: Path | None = None) -> AssetFacts:
         tags={"signals/collector_kind": kind, "signals/grain": spec.metric.grain},
         pool=pool,
     )
+
+
+_CONTRACT_TAGS_SCHEMA = dg.TableSchema(
+    columns=[
+        dg.TableColumn("tag", "string"),
+        dg.TableColumn("required", "bool"),
+        dg.TableColumn("allowed", "string"),
+        dg.TableColumn("pattern", "string"),
+    ]
+)
+
+
+def contract_tags_table(contract: "Contract") -> dg.TableMetadataValue:
+    """The tags of a contract as a table: tag, required, allowed (comma-joined), pattern."""
+    records = [
+        dg.TableRecord(
+            {
+                "tag": key,
+                "required": rule.required,
+                "allowed": ", ".join(rule.allowed or ()),
+                "pattern": rule.pattern or "",
+            }
+        )
+        for key, rule in contract.tags.items()
+    ]
+    return dg.MetadataValue.table(records=records, schema=_CONTRACT_TAGS_SCHEMA)
 
 
 def code_version(spec: CollectorSpec) -> str:
