@@ -89,6 +89,19 @@ def redrive(audit_file: str, collector_file: str, sink_name: str, partition: str
             click.echo(line)
 
 
+@main.command()
+@click.argument(
+    "kind", type=click.Choice(["collector", "registry", "settings"]), default="collector"
+)
+def schema(kind: str) -> None:
+    """Print the JSON schema of a collector file, a registry file or signals.yaml."""
+    import json
+
+    from signals_dagster.schemas import json_schema
+
+    click.echo(json.dumps(json_schema(kind), indent=2, sort_keys=False))
+
+
 def _add_contract_commands() -> None:
     from signals_dagster.contracts.catalog_command import catalog
     from signals_dagster.contracts.commands import registry

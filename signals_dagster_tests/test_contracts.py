@@ -1,6 +1,7 @@
 """Metric contracts when loading: bad registry files and contracts, and collectors that disagree
 with their contract, each reported as `file:line: field.path: message`, all in one pass."""
 
+import json
 import subprocess
 import sys
 import textwrap
@@ -327,3 +328,26 @@ def test_the_demo_registry_covers_every_demo_collector() -> None:
     specs = load_collectors([REPO / "collectors"])
     assert specs
     assert all(spec.contract is not None for spec in specs.values())
+
+
+def test_the_registry_json_schema_accepts_the_demo_and_refuses_bad_contracts() -> None:
+    import jsonschema
+    import yaml
+
+    result = subprocess.run(
+        [sys.executable, "-m", "signals_dagster.cli", "schema", "registry"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    schema = json.loads(result.stdout)
+    validator = jsonschema.Draft202012Validator(schema)
+    validator.validate(yaml.safe_load((REPO / "collectors" / "metrics.yaml").read_text()))
+    validator.validate(yaml.safe_load(GOOD.replace("channel: {required: false}", "channel:")))
+    for bad in (
+        GOOD.replace("version: 1", "version: 0"),
+        GOOD.replace("stability: stable", "stability: beta"),
+        GOOD.replace("max_records: 1000", "max_records: 1000\n    colour: red"),
+        GOOD.replace("channel: {required: false}", "channel: {optional: true}"),
+    ):
+        assert not validator.is_valid(yaml.safe_load(bad)), bad
