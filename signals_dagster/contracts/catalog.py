@@ -9,11 +9,11 @@ from pathlib import Path
 from typing import TypedDict
 
 from signals_dagster.contracts.model import Contract
-from signals_dagster.contracts.registry import Registry, is_registry_text, load_registry
+from signals_dagster.contracts.registry import Registry, load_registry
 from signals_dagster.errors import Problem, SpecError
 from signals_dagster.redact import redact
 from signals_dagster.spec.fields import format_duration
-from signals_dagster.spec.loader import collector_files, registry_roots
+from signals_dagster.spec.loader import registry_files
 from signals_dagster.spec.models import CollectorSpec
 
 _NAME_KEY = re.compile(r"^name[ \t]*:", re.MULTILINE)
@@ -79,21 +79,8 @@ class CatalogData(TypedDict):
 def load_registry_of(paths: Iterable[str | os.PathLike[str]]) -> Registry:
     """The registry covering the collectors under `paths` (as load_collectors reads it: the
     registry files of the paths and of their registry roots); SpecError on any problem."""
-    paths = list(paths)
     problems: list[Problem] = []
-    files = collector_files(paths)
-    for root in registry_roots(paths):
-        if root.is_dir():
-            files += [f for f in collector_files([root]) if f not in files]
-    texts: dict[Path, str] = {}
-    for path in files:
-        try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            problems.append(Problem(str(path), 0, "<file>", f"cannot read: {exc}"))
-            continue
-        if is_registry_text(text):
-            texts[path] = text
+    texts = registry_files(paths, problems)
     registry, found = load_registry(sorted(texts.items()))
     problems += found
     if problems:

@@ -2,6 +2,7 @@
 
 import io
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from signals_dagster.errors import SinkError
@@ -32,8 +33,11 @@ def _sorted_tags(tags: Any) -> Any:
     return tag_map([keys[k] for k in order], [columns[k] for k in order], {}, len(tags))
 
 
-def encode(records: Any, fmt: str) -> bytes:
-    """Records as the bytes of one object (Parquet or JSON lines)."""
+def encode(records: Any, fmt: str, metadata: Mapping[str, str] | None = None) -> bytes:
+    """Records as the bytes of one object (Parquet or JSON lines).
+
+    `metadata`: Parquet key-value metadata (the Arrow schema's), e.g. `signals.contract`; JSON
+    lines have nowhere to put it (the records stay exactly the records)."""
     if fmt == "jsonl":
         return b"".join(json_line_chunks(records))
     import pyarrow.parquet as pq
@@ -41,6 +45,8 @@ def encode(records: Any, fmt: str) -> bytes:
     table = as_table(records).cast(STORED_SCHEMA)
     tags = _sorted_tags(table.column("tags").combine_chunks())
     table = table.set_column(4, STORED_SCHEMA.field("tags"), tags.cast(TEXT_TAGS))
+    if metadata:
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), **metadata})
     out = io.BytesIO()
     pq.write_table(table, out)
     return out.getvalue()

@@ -1,7 +1,8 @@
 """Kafka sink: keyed, idempotent, confirmed delivery of a window's records (confluent-kafka).
 
 Each record is one message: key = the record's uuid, value = the record's JSON (exactly what the
-file sink writes), headers = collector name and partition key. The producer is idempotent with
+file sink writes), headers = collector name and partition key, and `contract` (the metric
+contract's `name/version`) when the collector's metric has one. The producer is idempotent with
 acks=all. A write succeeds only when every message is confirmed: librdkafka is asked for the
 delivery reports of failed messages only (`delivery.report.only.error`: a Python callback per
 confirmed message costs about a third of what producing it does), so a message is confirmed
@@ -32,6 +33,7 @@ log = logging.getLogger("signals_dagster.kafka")
 
 HEADER_COLLECTOR = "collector"
 HEADER_PARTITION = "partition_key"
+HEADER_CONTRACT = "contract"  # `name/version` of the metric's contract (only when it has one)
 CHUNK = 10_000  # records serialised at a time, so the producer sends while the next are built
 AHEAD = 8  # chunks that may be serialised ahead while the producer's queue is full
 GRACE = 5.0  # seconds a flush may take beyond the message timeout before the write gives up
@@ -374,6 +376,8 @@ class KafkaWriter:
             (HEADER_COLLECTOR, spec.name.encode()),
             (HEADER_PARTITION, (partition_key or "").encode()),
         ]
+        if spec.contract is not None:
+            headers.append((HEADER_CONTRACT, spec.contract.ref.encode()))
         errors: list[KafkaError] = []  # only failed deliveries are reported
 
         def report(error: KafkaError | None, _message: object) -> None:

@@ -25,6 +25,9 @@ WINDOW_KEY_FMT = "%Y-%m-%dT%H:%M:%SZ"  # the key of an unpartitioned collector's
 CONTENT_TYPES = {"parquet": "application/vnd.apache.parquet", "jsonl": "application/x-ndjson"}
 _MISSING_BUCKET = ("NoSuchBucket", "404")
 _DENIED = ("AccessDenied", "403", "AllAccessDisabled")
+# Names the metric contract (`name/version`) of a collector that has one: S3 user metadata (sent
+# as the header `x-amz-meta-signals.contract`) and Parquet key-value metadata.
+CONTRACT_METADATA = "signals.contract"
 
 
 def default_client(config: S3Config) -> Any:
@@ -246,7 +249,10 @@ class S3Writer:
         from botocore.exceptions import BotoCoreError, ClientError
 
         key = object_key(self.config, spec, date_key(spec, partition_key, records))
-        body = encode(records, self.config.format)
+        contract = spec.contract
+        metadata = {CONTRACT_METADATA: contract.ref} if contract is not None else {}
+        body = encode(records, self.config.format, metadata)
+        extra: dict[str, Any] = {"Metadata": metadata} if metadata else {}
         try:
             # put_object is one request whatever the size (never multipart): S3 replaces the
             # object atomically, so a reader sees the old object or the new one, never a part.
@@ -255,6 +261,7 @@ class S3Writer:
                 Key=key,
                 Body=body,
                 ContentType=CONTENT_TYPES[self.config.format],
+                **extra,
             )
         except (BotoCoreError, ClientError) as exc:
             raise self.s3.error(exc, f"writing {self.s3.uri(key)}") from None

@@ -270,18 +270,18 @@ def collector_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return files
 
 
-def _registry_root(file: Path) -> Path:
-    """The folder whose registry files cover a collector file given on its own: the collectors
-    folder ($SIGNALS_COLLECTORS_DIR, default collectors/) when the file is inside it, else the
-    file's own folder."""
+def _registry_scope(file: Path) -> tuple[Path, bool]:
+    """Where the registry files covering a collector file given on its own are: the collectors
+    folder tree ($SIGNALS_COLLECTORS_DIR, default collectors/) when the file is inside it, else
+    the file's own folder (not its subfolders)."""
     from signals_dagster.catalog import collectors_dir
 
     root = Path(collectors_dir())
     try:
         file.resolve().relative_to(root.resolve())
     except ValueError:
-        return file.parent
-    return root
+        return file.parent, False
+    return root, True
 
 
 def registry_roots(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -289,10 +289,41 @@ def registry_roots(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     roots: list[Path] = []
     for item in paths:
         path = Path(item)
-        root = path if path.is_dir() else _registry_root(path)
+        root = path if path.is_dir() else _registry_scope(path)[0]
         if root not in roots:
             roots.append(root)
     return roots
+
+
+def registry_files(
+    paths: Iterable[str | os.PathLike[str]], problems: list[Problem] | None = None
+) -> dict[Path, str]:
+    """The registry files (path → text) covering the collectors under `paths`: those among
+    them, and for a file given on its own those of its scope (see `_registry_scope`)."""
+    from signals_dagster.contracts.registry import is_registry_text
+
+    found: dict[Path, str] = {}
+    problems = [] if problems is None else problems
+    for item in paths:
+        path = Path(item)
+        if path.is_dir():
+            candidates, report = collector_files([path]), True
+        elif path.is_file():
+            root, recursive = _registry_scope(path)
+            if recursive:
+                candidates = collector_files([root])
+            else:
+                candidates = sorted(p for p in root.glob("*") if p.suffix in YAML_SUFFIXES)
+            report = recursive
+        else:
+            continue
+        for candidate in candidates:
+            if candidate in found or not candidate.is_file():
+                continue
+            text = _read(candidate, problems if report else [])
+            if text is not None and is_registry_text(text):
+                found[candidate] = text
+    return found
 
 
 def _read(path: Path, problems: list[Problem]) -> str | None:
@@ -393,17 +424,12 @@ def _bind_registry(
     registry against its lock), and attach each collector's contract."""
     from signals_dagster.contracts.conform import conform
     from signals_dagster.contracts.lock import lock_findings
-    from signals_dagster.contracts.registry import is_registry_text, load_registry
+    from signals_dagster.contracts.registry import load_registry
 
     problems: list[Problem] = []
     roots = registry_roots(paths)
-    for root in roots:  # a file given on its own: the registry files of its folder
-        if root.is_dir() and not any(Path(p) == root for p in paths):
-            for path in collector_files([root]):
-                if path not in registry_texts:
-                    text = _read(path, problems)
-                    if text is not None and is_registry_text(text):
-                        registry_texts[path] = text
+    for path, text in registry_files([p for p in paths if not Path(p).is_dir()], problems).items():
+        registry_texts.setdefault(path, text)
     registry, found = load_registry(sorted(registry_texts.items()))
     problems += found
     if found:
