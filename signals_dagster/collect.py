@@ -30,10 +30,11 @@ class Collected:
     source_rows: int
     null_values: int
     query_seconds: float
+    suppressed: int | None = None  # rows below the contract's min_group_size (None: no rule)
 
     def metadata(self) -> dict[str, float | int | str]:
         """Plain figures about the collection (plotted by the UI across partitions)."""
-        return {
+        figures: dict[str, float | int | str] = {
             "record_count": len(self.records),
             "value_sum": value_sum(self.records.column("value")),
             "source_rows": self.source_rows,
@@ -42,6 +43,9 @@ class Collected:
             "window_start": self.window.start.isoformat(),
             "window_end": self.window.end.isoformat(),
         }
+        if self.suppressed is not None:
+            figures["suppressed_records"] = self.suppressed
+        return figures
 
 
 def collect(
@@ -142,8 +146,19 @@ def _split(
         parts = {
             window.key: table.filter(pc.equal(grains, window.grain_micros)) for window in windows
         }
+    grouped = any(builder.group is not None for builder in builders)
+    suppressed: dict[int, int] = {}
+    for builder in builders:
+        for grain, count in builder.suppressed.items():
+            suppressed[grain] = suppressed.get(grain, 0) + count
     return [
-        Collected(window, parts[window.key], *counts[window.key], seconds[window.key])
+        Collected(
+            window,
+            parts[window.key],
+            *counts[window.key],
+            seconds[window.key],
+            suppressed.get(window.grain_micros, 0) if grouped else None,
+        )
         for window in windows
     ]
 

@@ -70,11 +70,17 @@ def invoke_collector(file: str, partition: str | None, dry_run: bool, stdout: Te
             log.info("sink %s (%s): %s", name, spec.sinks[name].type, result)
     finally:
         close_writers(writers)
+    suppressed = (
+        f"; {collected.suppressed} below the contract's min_group_size suppressed"
+        if collected.suppressed is not None
+        else ""
+    )
     log.info(
-        "%d record(s) from %d row(s) in %.3fs%s",
+        "%d record(s) from %d row(s) in %.3fs%s%s",
         len(collected.records),
         collected.source_rows,
         collected.query_seconds,
+        suppressed,
         " (dry run: no sink written)" if dry_run else "",
     )
     return len(collected.records)

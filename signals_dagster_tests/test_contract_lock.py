@@ -62,6 +62,11 @@ BREAKING = [
     ("", "max_records: 10", "max_records"),
     ("stability: stable", "stability: development", "stability"),
     ("stability: deprecated", "stability: stable", "stability"),
+    ("tags: {e: {}}", "tags: {e: {pii: hash}}", "tags.e.pii"),
+    ("tags: {e: {pii: hash}}", "tags: {e: {}}", "tags.e.pii"),
+    ("tags: {e: {pii: hash}}", "tags: {e: {pii: drop}}", "tags.e.pii"),
+    ("", "min_group_size: {k: 5, column: n}", "min_group_size"),
+    ("min_group_size: {k: 5, column: n}", "min_group_size: {k: 6, column: n}", "min_group_size.k"),
 ]
 
 COMPATIBLE = [
@@ -85,6 +90,13 @@ COMPATIBLE = [
     ("stability: development", "stability: stable", "stability"),
     ("stability: stable", "stability: deprecated", "stability"),
     ("stability: development", "stability: deprecated", "stability"),
+    ("min_group_size: {k: 5, column: n}", "", "min_group_size"),
+    ("min_group_size: {k: 5, column: n}", "min_group_size: {k: 3, column: n}", "min_group_size.k"),
+    (
+        "min_group_size: {k: 5, column: n}",
+        "min_group_size: {k: 5, column: m}",
+        "min_group_size.column",
+    ),
 ]
 
 

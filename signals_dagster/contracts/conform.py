@@ -1,9 +1,10 @@
 """Load-time checks of a collector against its metric's contract (what is known before a run)."""
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from signals_dagster.contracts.registry import Registry
+from signals_dagster.pseudonyms import key_problem
 from signals_dagster.spec.models import CollectorSpec
 
 
@@ -20,8 +21,14 @@ def _listed(values: list[str]) -> str:
     return ", ".join(values)
 
 
-def conform(spec: CollectorSpec, registry: Registry, strict: bool) -> Iterator[Finding]:
-    """Every disagreement between a collector and its contract (both locations named)."""
+def conform(
+    spec: CollectorSpec,
+    registry: Registry,
+    strict: bool,
+    env: Mapping[str, str] | None = None,
+) -> Iterator[Finding]:
+    """Every disagreement between a collector and its contract (both locations named), and a
+    missing pseudonym key when the contract hashes tags."""
     name = spec.metric.name
     contract = registry.get(name)
     if contract is None:
@@ -40,6 +47,14 @@ def conform(spec: CollectorSpec, registry: Registry, strict: bool) -> Iterator[F
             f"metric {name!r} is deprecated ({label}): move its consumers off it",
             warning=True,
         )
+    if contract.hashed_tags:
+        problem = key_problem(env)
+        if problem is not None:
+            tags = ", ".join(repr(t) for t in contract.hashed_tags)
+            yield Finding(
+                ("metric", "name"),
+                f"{problem} (the {label} hashes the tag(s) {tags}: `pii: hash`)",
+            )
     if spec.metric.type != contract.type:
         yield Finding(
             ("metric", "type"),

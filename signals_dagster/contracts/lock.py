@@ -11,7 +11,13 @@ from typing import Literal
 
 from pydantic import ValidationError
 
-from signals_dagster.contracts.model import STABILITY_ORDER, Contract, TagRule, ValueRange
+from signals_dagster.contracts.model import (
+    STABILITY_ORDER,
+    Contract,
+    MinGroupSize,
+    TagRule,
+    ValueRange,
+)
 from signals_dagster.contracts.registry import LOCK_NAME, Registry
 from signals_dagster.errors import Problem
 
@@ -110,6 +116,12 @@ def _tags(old: dict[str, TagRule], new: dict[str, TagRule]) -> Iterator[Change]:
                 yield _change("compatible", path, f"tag {key!r} made optional")
         yield from _allowed(key, before, after)
         yield from _pattern(key, before, after)
+        if before.pii != after.pii:  # the published values change form (or the tag goes)
+            yield _change(
+                "breaking",
+                ("tags", key, "pii"),
+                f"tag {key!r} privacy changed from {before.pii or 'none'} to {after.pii or 'none'}",
+            )
         if before.description != after.description:
             yield _change("compatible", ("tags", key, "description"), "description changed")
 
@@ -145,6 +157,24 @@ def _max_records(old: int | None, new: int | None) -> Iterator[Change]:
         yield _change("breaking", path, f"max_records lowered from {old} to {new}")
     else:
         yield _change("compatible", path, f"max_records raised from {old} to {new}")
+
+
+def _min_group_size(old: MinGroupSize | None, new: MinGroupSize | None) -> Iterator[Change]:
+    path = ("min_group_size",)
+    if old == new:
+        return
+    if old is None:
+        assert new is not None
+        yield _change("breaking", path, f"min_group_size k={new.k} added (records suppressed)")
+    elif new is None:
+        yield _change("compatible", path, f"min_group_size k={old.k} removed")
+    elif new.k > old.k:
+        yield _change("breaking", (*path, "k"), f"min_group_size raised from {old.k} to {new.k}")
+    elif new.k < old.k:
+        yield _change("compatible", (*path, "k"), f"min_group_size lowered from {old.k} to {new.k}")
+    if old is not None and new is not None and old.column != new.column:
+        message = f"min_group_size column renamed from {old.column!r} to {new.column!r}"
+        yield _change("compatible", (*path, "column"), message)
 
 
 def _unit(unit: str | None) -> str:
@@ -193,6 +223,7 @@ def diff_contracts(old: Contract | None, new: Contract | None) -> list[Change]:
     changes += _bound("min", before, after)
     changes += _bound("max", before, after)
     changes += _max_records(old.max_records, new.max_records)
+    changes += _min_group_size(old.min_group_size, new.min_group_size)
     if not changes and old.model_copy(update={"version": new.version}) != new:
         changes.append(_change("compatible", (), "changed"))  # a difference no rule names
     return changes

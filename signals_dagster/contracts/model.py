@@ -30,6 +30,22 @@ class TagRule(Model):
         examples=["^(demo|prod|staging)$"],
     )
     description: str | None = None
+    pii: Literal["hash", "drop"] | None = Field(
+        default=None,
+        description="Personal data: `hash` replaces the value by a keyed HMAC-SHA256 pseudonym "
+        "($SIGNALS_PII_KEY); `drop` removes the tag before records are built",
+    )
+
+    @model_validator(mode="after")
+    def _pii(self) -> "TagRule":
+        if self.pii is not None and (self.allowed is not None or self.pattern is not None):
+            raise ValueError(
+                f"a `pii: {self.pii}` tag cannot list allowed values or a pattern (they would "
+                "name personal values in the registry)"
+            )
+        if self.pii == "drop" and self.required:
+            raise ValueError("a `pii: drop` tag is never published, so it cannot be required")
+        return self
 
     @field_validator("allowed")
     @classmethod
@@ -78,6 +94,17 @@ class ValueRange(Model):
         return f"[{low}, {high}]"
 
 
+class MinGroupSize(Model):
+    """Small groups suppressed: rows behind fewer than `k` people are not emitted."""
+
+    k: StrictInt = Field(ge=2, description="The smallest group that may be published")
+    column: TagKey = Field(
+        description="The query column with the number of distinct people (or devices…) behind "
+        "each row; it never becomes a tag",
+        examples=["subjects"],
+    )
+
+
 class Contract(Model):
     """One metric's contract: what every collector of the metric emits."""
 
@@ -96,10 +123,32 @@ class Contract(Model):
         default=None, ge=1, description="Records per window at most (a cardinality budget)"
     )
 
+    min_group_size: MinGroupSize | None = None
+
     @field_validator("type", mode="before")
     @classmethod
     def _upper(cls, value: object) -> object:
         return value.upper() if isinstance(value, str) else value
+
+    @model_validator(mode="after")
+    def _group_column(self) -> "Contract":
+        group = self.min_group_size
+        if group is not None and group.column in self.tags:
+            raise ValueError(
+                f"min_group_size.column {group.column!r} is also a tag: the count column never "
+                "becomes a tag"
+            )
+        return self
+
+    @property
+    def hashed_tags(self) -> list[str]:
+        """The tags whose values are pseudonymised (`pii: hash`)."""
+        return [key for key, rule in self.tags.items() if rule.pii == "hash"]
+
+    @property
+    def dropped_tags(self) -> list[str]:
+        """The tags removed before records are built (`pii: drop`)."""
+        return [key for key, rule in self.tags.items() if rule.pii == "drop"]
 
     @field_validator("tags", mode="before")
     @classmethod

@@ -10,7 +10,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from signals_dagster.contracts.model import Contract
 from signals_dagster.errors import CollectorError
+from signals_dagster.pseudonyms import Pseudonymizer
 from signals_dagster.records import convert
 from signals_dagster.records.frame import (
     TAGS_TYPE,
@@ -60,11 +62,44 @@ class RecordBuilder:
                 raise CollectorError(
                     f"column {self.columns[i]!r} clashes with the static tag of the same name"
                 )
+        self._privacy(spec.contract, lowered)
         self.tag_names = [self.columns[i] for i in self.tag_indexes]
         self.name, self.kind = spec.metric.name, spec.metric.type
         self.windows: list[_Window] = []
         self.spans: dict[int, tuple[int, int]] = {}  # grain (µs) -> its rows [first, last)
+        self.suppressed: dict[int, int] = {}  # grain (µs) -> rows below min_group_size
         self._size = 0
+
+    def _privacy(self, contract: Contract | None, lowered: list[str]) -> None:
+        """The contract's privacy rules: the count column of min_group_size (never a tag),
+        `pii: drop` tags removed, `pii: hash` tags pseudonymised (static ones now)."""
+        self.group: tuple[int, int] | None = None  # (column index, k)
+        self.dropped: list[str] = []
+        self.hashed: list[int] = []  # positions in tag_indexes
+        self.pseudonyms: Pseudonymizer | None = None
+        if contract is None:
+            return
+        if contract.min_group_size is not None:
+            column, k = contract.min_group_size.column, contract.min_group_size.k
+            if column.lower() not in lowered:
+                raise CollectorError(
+                    f"the query result has no column {column!r} (the contract's "
+                    f"min_group_size.column; columns: {', '.join(self.columns)})"
+                )
+            index = lowered.index(column.lower())
+            self.group = (index, k)
+            self.tag_indexes = [i for i in self.tag_indexes if i != index]
+        drop, hashed = set(contract.dropped_tags), set(contract.hashed_tags)
+        self.dropped = [c for c in (self.columns[i] for i in self.tag_indexes) if c in drop]
+        self.dropped += [key for key in self.static if key in drop]
+        self.tag_indexes = [i for i in self.tag_indexes if self.columns[i] not in drop]
+        self.static = {k: v for k, v in self.static.items() if k not in drop}
+        self.hashed = [n for n, i in enumerate(self.tag_indexes) if self.columns[i] in hashed]
+        if self.hashed or hashed & set(self.static):
+            self.pseudonyms = Pseudonymizer.from_env()
+            self.static = {
+                k: self.pseudonyms.one(v) if k in hashed else v for k, v in self.static.items()
+            }
 
     # -- input -----------------------------------------------------------------------------
 
@@ -72,40 +107,68 @@ class RecordBuilder:
         """Add one window's Python rows; return (source rows, rows dropped for a NULL value)."""
         values: list[pa.Array] = []
         tags: list[list[pa.Array]] = []
+        groups: list[pa.Array] = []
         iterator = iter(rows)
         value_name = self.columns[self.value_index]
         while batch := list(islice(iterator, ROW_BATCH)):
             cells = list(zip(*batch, strict=True))
             values.append(convert.python_values(cells[self.value_index], value_name))
             tags.append([convert.python_tags(cells[i]) for i in self.tag_indexes])
-        return self._add_window(grain_datetime, values, tags)
+            if self.group is not None:
+                index = self.group[0]
+                groups.append(convert.python_values(cells[index], self.columns[index]))
+        return self._add_window(grain_datetime, values, tags, groups)
 
     def add_arrow(self, grain_datetime: datetime, batches: Iterable[Any]) -> tuple[int, int]:
         """Add one window's rows as Arrow record batches (or tables) with this builder's
         columns; return (source rows, rows dropped for a NULL value)."""
         values: list[pa.Array] = []
         tags: list[list[pa.Array]] = []
+        groups: list[pa.Array] = []
         value_name = self.columns[self.value_index]
         for batch in batches:
             if not batch.num_rows:
                 continue
             values.append(convert.arrow_values(batch.column(self.value_index), value_name))
             tags.append([convert.arrow_tags(batch.column(i)) for i in self.tag_indexes])
-        return self._add_window(grain_datetime, values, tags)
+            if self.group is not None:
+                index = self.group[0]
+                groups.append(convert.arrow_values(batch.column(index), self.columns[index]))
+        return self._add_window(grain_datetime, values, tags, groups)
 
     def _add_window(
-        self, grain: datetime, values: list[pa.Array], tags: list[list[pa.Array]]
+        self,
+        grain: datetime,
+        values: list[pa.Array],
+        tags: list[list[pa.Array]],
+        groups: list[pa.Array],
     ) -> tuple[int, int]:
         value = _concat(values, pa.float64())
         columns = [_concat([t[i] for t in tags], pa.string()) for i in range(len(self.tag_indexes))]
         count = len(value)
         keep = value.is_valid()
         dropped = count - pc.sum(keep.cast(pa.int64())).as_py() if count else 0
+        suppressed = 0
+        if self.group is not None and count:  # a NULL count is no evidence of a large group
+            large = pc.fill_null(
+                pc.greater_equal(_concat(groups, pa.float64()), self.group[1]), False
+            )
+            kept = pc.and_(keep, large)
+            suppressed = (
+                pc.sum(keep.cast(pa.int64())).as_py() - pc.sum(kept.cast(pa.int64())).as_py()
+            )
+            keep = kept
+        start = micros(grain)
+        if self.group is not None:
+            self.suppressed[start] = self.suppressed.get(start, 0) + suppressed
         rows = None  # source row numbers of the kept rows (None: all kept), for messages
-        if dropped:
+        if dropped or suppressed:
             value = value.filter(keep)
             columns = [c.filter(keep) for c in columns]
             rows = np.flatnonzero(keep.to_numpy(zero_copy_only=False)) + 1
+        if self.pseudonyms is not None:
+            for position in self.hashed:
+                columns[position] = self.pseudonyms.column(columns[position])
         size = len(value)
         by_key: dict[str, Part] = dict(zip(self.tag_names, columns, strict=True))
         by_key.update(self.static)
@@ -115,7 +178,6 @@ class RecordBuilder:
         if size and (fingerprints[1:] == fingerprints[:-1]).any():
             self._duplicate(uuids, rows, columns)  # equal fingerprints; equal uuids: an error
         self.windows.append(_Window(grain.astimezone(UTC), uuids, value, columns))
-        start = micros(grain)
         self.spans[start] = (self._size, self._size + size) if start not in self.spans else (-1, -1)
         self._size += size
         return count, dropped
@@ -129,6 +191,14 @@ class RecordBuilder:
                 tags = {n: c[index].as_py() for n, c in zip(self.tag_names, columns, strict=True)}
                 tags.update(self.static)
                 numbers = rows if rows is not None else np.arange(1, len(uuids) + 1)
+                if self.dropped:
+                    dropped = ", ".join(repr(d) for d in self.dropped)
+                    raise CollectorError(
+                        f"result rows {numbers[first]} and {numbers[index]} have the same tags "
+                        f"{tags} once the `pii: drop` tag(s) {dropped} are dropped: records "
+                        "are not re-aggregated (not safe for every metric type); aggregate "
+                        "without the dropped column in the query, or hash it (`pii: hash`)"
+                    )
                 raise CollectorError(
                     f"result rows {numbers[first]} and {numbers[index]} have the same tags {tags}: "
                     "every row must have a distinct tag set (group by every non-value column)"

@@ -406,7 +406,7 @@ def load_collectors(
         asset_names[spec.asset_name] = (file, spec.name)
         specs[path] = spec
         positions[path] = pos
-    problems += _bind_registry(paths, registry_texts, specs, positions, settings, warnings)
+    problems += _bind_registry(paths, registry_texts, specs, positions, settings, warnings, env)
     if problems:
         raise SpecError(problems)
     return specs
@@ -419,6 +419,7 @@ def _bind_registry(
     positions: dict[Path, Positions],
     settings: "Settings",
     warnings: list[Problem] | None,
+    env: Mapping[str, str] | None,
 ) -> list[Problem]:
     """Read the registry of the folders, check each collector against its contract (and the
     registry against its lock), and attach each collector's contract."""
@@ -442,7 +443,7 @@ def _bind_registry(
                 warnings.append(locked.problem)
     for path, spec in specs.items():
         pos = positions[path]
-        for finding in conform(spec, registry, settings.registry.strict):
+        for finding in conform(spec, registry, settings.registry.strict, env):
             where = _tag_path(finding.path, spec, pos)
             problem = Problem(str(path), pos.line_for(where), _dotted(where), finding.message)
             if not finding.warning:
