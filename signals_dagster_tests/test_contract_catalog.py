@@ -153,9 +153,9 @@ def test_json_lists_every_metric_sorted_with_its_contract(folder: Path) -> None:
         "description": "Orders per status and day",
         "owners": ["team:growth", "ana@example.com"],
         "tags": {
-            "status": {"required": True, "allowed": ["paid", "open"], "pattern": None},
-            "env": {"required": True, "allowed": None, "pattern": "^(prod|test)$"},
-            "channel": {"required": False, "allowed": None, "pattern": None},
+            "status": {"required": True, "allowed": ["paid", "open"], "pattern": None, "pii": None},
+            "env": {"required": True, "allowed": None, "pattern": "^(prod|test)$", "pii": None},
+            "channel": {"required": False, "allowed": None, "pattern": None, "pii": None},
         },
         "values": {"min": 0, "max": 1000},
         "max_records": 50,
@@ -295,11 +295,12 @@ def test_asset_metadata_shows_the_contract(folder: Path) -> None:
         ("required", "bool"),
         ("allowed", "string"),
         ("pattern", "string"),
+        ("pii", "string"),
     ]
     assert [r.data for r in table.records] == [
-        {"tag": "status", "required": True, "allowed": "paid, open", "pattern": ""},
-        {"tag": "env", "required": True, "allowed": "", "pattern": "^(prod|test)$"},
-        {"tag": "channel", "required": False, "allowed": "", "pattern": ""},
+        {"tag": "status", "required": True, "allowed": "paid, open", "pattern": "", "pii": ""},
+        {"tag": "env", "required": True, "allowed": "", "pattern": "^(prod|test)$", "pii": ""},
+        {"tag": "channel", "required": False, "allowed": "", "pattern": "", "pii": ""},
     ]
     # The contract's owners and description stay out of the asset's.
     assert asset_spec.owners == ["team:ops"]

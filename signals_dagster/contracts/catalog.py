@@ -25,6 +25,7 @@ class TagEntry(TypedDict):
     required: bool
     allowed: list[str] | None
     pattern: str | None
+    pii: str | None
 
 
 class RangeEntry(TypedDict):
@@ -161,6 +162,7 @@ def metric_entry(
                 "required": rule.required,
                 "allowed": None if rule.allowed is None else list(rule.allowed),
                 "pattern": rule.pattern,
+                "pii": rule.pii,
             }
             for key, rule in contract.tags.items()
         },
@@ -248,10 +250,11 @@ def _metric_markdown(metric: MetricEntry) -> list[str]:
                     "yes" if rule["required"] else "no",
                     _cell(", ".join(rule["allowed"] or [])),
                     _code(rule["pattern"]),
+                    rule["pii"] or "",
                 ]
                 for key, rule in metric["tags"].items()
             ]
-            lines += [*_table(["Tag", "Required", "Allowed", "Pattern"], rows), ""]
+            lines += [*_table(["Tag", "Required", "Allowed", "Pattern", "PII"], rows), ""]
         else:
             lines += ["Tags: none (the contract allows no tag).", ""]
     if metric["collectors"]:

@@ -95,12 +95,13 @@ _CONTRACT_TAGS_SCHEMA = dg.TableSchema(
         dg.TableColumn("required", "bool"),
         dg.TableColumn("allowed", "string"),
         dg.TableColumn("pattern", "string"),
+        dg.TableColumn("pii", "string"),
     ]
 )
 
 
 def contract_tags_table(contract: "Contract") -> dg.TableMetadataValue:
-    """The tags of a contract as a table: tag, required, allowed (comma-joined), pattern."""
+    """The tags of a contract as a table: tag, required, allowed (comma-joined), pattern, pii."""
     records = [
         dg.TableRecord(
             {
@@ -108,6 +109,7 @@ def contract_tags_table(contract: "Contract") -> dg.TableMetadataValue:
                 "required": rule.required,
                 "allowed": ", ".join(rule.allowed or ()),
                 "pattern": rule.pattern or "",
+                "pii": rule.pii or "",
             }
         )
         for key, rule in contract.tags.items()
