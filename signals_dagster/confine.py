@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from signals_dagster.errors import CollectorError, SinkError
 from signals_dagster.settings import Settings, load_settings
 from signals_dagster.spec.models import CollectorSpec
-from signals_dagster.spec.sinks import FileSink, HttpSink, KafkaSink, S3Sink
+from signals_dagster.spec.sinks import FileSink, HttpSink, KafkaSink, S3Sink, Sink
 from signals_dagster.spec.sources import PrometheusConfig
 
 Located = tuple[tuple[str | int, ...], str]
@@ -149,6 +149,15 @@ def check_egress(
 # ---- static checks of one collector -----------------------------------------------------------
 
 
+def located_sinks(spec: CollectorSpec) -> Iterator[tuple[tuple[str, ...], Sink]]:
+    """Every sink a collector writes, with its path in the file: its sinks and the quarantine
+    sink of `on_fail`."""
+    for name, sink in spec.sinks.items():
+        yield ("sinks", name), sink
+    if spec.on_fail is not None:
+        yield ("on_fail", "quarantine"), spec.on_fail.quarantine
+
+
 def confinement_problems(spec: CollectorSpec, settings: Settings) -> Iterator[Located]:
     """Yield (path, message) for every sink path or outbound host the settings refuse."""
     allow = settings.egress.allow
@@ -157,8 +166,8 @@ def confinement_problems(spec: CollectorSpec, settings: Settings) -> Iterator[Lo
         if why:
             yield ("source", "config", "uri"), why
     roots: list[Path] | None = None
-    for name, sink in spec.sinks.items():
-        where: tuple[str | int, ...] = ("sinks", name, "config")
+    for at, sink in located_sinks(spec):
+        where: tuple[str | int, ...] = (*at, "config")
         if isinstance(sink, FileSink):
             roots = roots if roots is not None else file_roots(settings)
             why = static_path_problem(sink.config.path, roots)
@@ -184,14 +193,14 @@ def confinement_warnings(spec: CollectorSpec, settings: Settings) -> Iterator[Lo
     endpoint_url would receive requests signed with the deployment's AWS credential chain."""
     if settings.egress.allow is not None:
         return
-    for name, sink in spec.sinks.items():
+    for at, sink in located_sinks(spec):
         if (
             isinstance(sink, S3Sink)
             and sink.config.endpoint_url is not None
             and sink.config.aws_access_key_id is None
         ):
             yield (
-                ("sinks", name, "config", "endpoint_url"),
+                (*at, "config", "endpoint_url"),
                 f"endpoint {sink.config.endpoint_url!r} receives requests signed with the "
                 "deployment's AWS credential chain; name its host in egress.allow of "
                 "signals.yaml, or give the sink its own aws_access_key_id",

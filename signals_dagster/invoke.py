@@ -5,8 +5,10 @@ import logging
 from typing import Any, TextIO
 
 from signals_dagster.collect import collect
-from signals_dagster.contracts.enforce import Verdict, enforce, raise_for
+from signals_dagster.contracts.enforce import Verdict
 from signals_dagster.partitioning import current_window, window_for_key
+from signals_dagster.quality.gate import judge, quarantine
+from signals_dagster.quality.history import file_history
 from signals_dagster.records import json_line_chunks
 from signals_dagster.redact import redact
 from signals_dagster.sinks import close_writers, open_writers
@@ -55,11 +57,16 @@ def invoke_collector(file: str, partition: str | None, dry_run: bool, stdout: Te
     writers = {} if dry_run else open_writers(spec, include_console=False)
     try:
         (collected,) = collect(spec, [window])
-        # The contract is checked on the records before anything is printed or written.
-        verdicts = enforce(spec.contract, [(window.key, collected.records)])
-        for verdict in verdicts:
+        # Compute → check → publish: the contract and the checks judge the records before
+        # anything is printed or written; a blocked batch goes to the quarantine sink only.
+        windows = [(window, collected.records)]
+        outcome = judge(spec, windows, file_history(spec))
+        for verdict in outcome.verdicts:
             log.info("contract %s, %s: %s", verdict.contract.label, window.key, _outcome(verdict))
-        raise_for(verdicts)
+        for judged in outcome.results:
+            (log.warning if not judged.passed else log.info)("%s", judged.line())
+        where = quarantine(spec, windows) if outcome.blocked and not dry_run else None
+        outcome.raise_if_blocked(where)
         files = {n: w for n, w in writers.items() if isinstance(w, FileWriter)}
         _print_and_append(collected.records, stdout, files)
         for name, writer in writers.items():

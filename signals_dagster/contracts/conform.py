@@ -55,6 +55,14 @@ def conform(
                 ("metric", "name"),
                 f"{problem} (the {label} hashes the tag(s) {tags}: `pii: hash`)",
             )
+    contract_checks = {check.check_name for check in contract.checks}
+    for index, check in enumerate(spec.checks):
+        if check.check_name in contract_checks:
+            yield Finding(
+                ("checks", index, "name"),
+                f"check {check.check_name!r} is also a check of the {label}: give it another "
+                "`name`",
+            )
     if spec.metric.type != contract.type:
         yield Finding(
             ("metric", "type"),

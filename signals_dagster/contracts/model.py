@@ -7,6 +7,7 @@ from pydantic import Field, StrictInt, field_validator, model_validator
 
 from signals_dagster.spec.base import Model
 from signals_dagster.spec.fields import MetricName, TagKey, TagValue
+from signals_dagster.spec.quality import Check, check_names_problems
 
 STABILITY_ORDER = ("development", "stable", "deprecated")
 _OWNER = re.compile(r"^(team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
@@ -124,6 +125,9 @@ class Contract(Model):
     )
 
     min_group_size: MinGroupSize | None = None
+    checks: list[Check] = Field(
+        default_factory=list, description="Quality checks for every collector of the metric"
+    )
 
     @field_validator("type", mode="before")
     @classmethod
@@ -139,6 +143,14 @@ class Contract(Model):
                 "becomes a tag"
             )
         return self
+
+    @field_validator("checks")
+    @classmethod
+    def _check_names(cls, value: list[Check]) -> list[Check]:
+        problems = check_names_problems(value, set())
+        if problems:
+            raise ValueError("; ".join(f"checks[{i}]: {m}" for i, m in problems))
+        return value
 
     @property
     def hashed_tags(self) -> list[str]:

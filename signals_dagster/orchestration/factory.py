@@ -15,9 +15,8 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
 
 from signals_dagster.catalog import Catalog
 from signals_dagster.collect import Collected, collect
-from signals_dagster.contracts.enforce import raise_for
 from signals_dagster.errors import CollectorError
-from signals_dagster.orchestration.checks import check_specs, contract_evaluations
+from signals_dagster.orchestration.checks import check_specs, evaluations, instance_history
 from signals_dagster.orchestration.clients import sink_clients
 from signals_dagster.orchestration.failures import as_failure
 from signals_dagster.orchestration.io_manager import DETAILED_PARTITIONS, SinksIOManager
@@ -31,6 +30,8 @@ from signals_dagster.orchestration.schedules import (
 )
 from signals_dagster.orchestration.sensors import build_late_data_sensor, run_failure_alerts
 from signals_dagster.orchestration.translator import AssetFacts, translate
+from signals_dagster.quality.checks import no_history
+from signals_dagster.quality.gate import judge, quarantine
 from signals_dagster.records import concat_records, to_dicts
 from signals_dagster.sinks import check_sinks
 from signals_dagster.sources.base import query_shape
@@ -112,6 +113,28 @@ def _run(spec: CollectorSpec, context: dg.AssetExecutionContext) -> list[Collect
         raise as_failure(exc) from None
 
 
+def _gate(
+    spec: CollectorSpec,
+    key: dg.AssetKey,
+    context: dg.AssetExecutionContext,
+    collected: list[Collected],
+    partitioned: bool,
+) -> Iterator[dg.AssetCheckEvaluation]:
+    windows = [(c.window, c.records) for c in collected]
+    history = instance_history(context.instance, key) if partitioned else no_history
+    outcome = judge(spec, windows, history)
+    yield from evaluations(key, outcome, partitioned)
+    for line in outcome.warnings():
+        context.log.warning(line)
+    if not outcome.blocked:
+        return
+    try:
+        kafka = getattr(context.resources, KAFKA_RESOURCE_KEY)
+        outcome.raise_if_blocked(quarantine(spec, windows, sink_clients(kafka)))
+    except CollectorError as exc:
+        raise as_failure(exc) from None
+
+
 def backfill_policy(spec: CollectorSpec, kind: str) -> dg.BackfillPolicy | None:
     """One run for a whole backfill (or chunks of max_partitions_per_run); none for snapshots."""
     if kind == "snapshot":
@@ -142,14 +165,11 @@ def _asset(
         context: dg.AssetExecutionContext, _inputs: object
     ) -> Iterator[dg.Output | dg.AssetCheckEvaluation]:
         collected = _run(spec, context)
-        # Compute → check → publish: every partition's evaluation is recorded, and a violation
-        # fails the step before the records reach the IO manager (no sink is written).
-        evaluations, verdicts = contract_evaluations(spec, key, collected, pdef is not None)
-        yield from evaluations
-        try:
-            raise_for(verdicts)
-        except CollectorError as exc:
-            raise as_failure(exc) from None
+        # Compute → check → publish: every partition's evaluation is recorded, and a blocking
+        # failure fails the step before the records reach the IO manager (no sink is written;
+        # only the quarantine sink of on_fail gets the blocked batch).
+        if checks:
+            yield from _gate(spec, key, context, collected, pdef is not None)
         for check in checks:  # the checks' (Nothing) outputs: evaluated above
             yield dg.Output(None, output_name=check.get_python_identifier())
         if pdef is not None:

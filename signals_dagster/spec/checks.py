@@ -5,6 +5,7 @@ from datetime import timedelta
 
 from signals_dagster.spec.fields import MONTH, format_duration, grain_timedelta
 from signals_dagster.spec.models import CollectorSpec
+from signals_dagster.spec.quality import check_names_problems
 from signals_dagster.spec.sources import GenericSqlConfig, SqlConfig, unguarded_dialect
 from signals_dagster.spec.sqltext import WINDOW_PARAMS, bind_params, output_aliases
 
@@ -13,6 +14,15 @@ Located = tuple[tuple[str | int, ...], str]
 
 def check_spec(spec: CollectorSpec) -> Iterator[Located]:
     """Yield (path, message) for each cross-field problem of one collector."""
+    from signals_dagster.partitioning import partitioning
+
+    for index, message in check_names_problems(spec.checks, set()):
+        yield (("checks", index, "name"), message)
+    if spec.freshness is not None and partitioning(spec) is None:
+        yield (
+            ("freshness",),
+            "freshness watches partitions: a collector with a sub-hour grain has none",
+        )
     grain = spec.metric.grain
     schedule = spec.schedule
     if schedule is not None and schedule.interval is not None:

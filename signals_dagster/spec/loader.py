@@ -53,6 +53,10 @@ def _data_path(raw: object, loc: tuple[str | int, ...]) -> tuple[str | int, ...]
 
 
 _UNION_TAGS = {"postgres", "mysql", "sqlite", "duckdb", "sql", "mongodb", "prometheus"} | {
+    "not_empty",
+    "range",
+    "change",
+    "anomaly",
     "console",
     "file",
     "http",

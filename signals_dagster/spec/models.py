@@ -22,6 +22,7 @@ from signals_dagster.spec.fields import (
     Timezone,
     grain_timedelta,
 )
+from signals_dagster.spec.quality import Check, Freshness, OnFail
 from signals_dagster.spec.sinks import Sink
 from signals_dagster.spec.sources import Source
 
@@ -140,6 +141,11 @@ class CollectorSpec(Model):
     state_store: StateStore | None = None
     backfill: Backfill = Field(default_factory=Backfill)
     late_data: LateData | None = None
+    checks: list[Check] = Field(
+        default_factory=list, description="Quality checks on each window's records"
+    )
+    on_fail: OnFail | None = None
+    freshness: Freshness | None = None
     retries: int = Field(default=3, ge=0, le=10, description="Retries of transient failures")
     retry_delay: PositiveDuration = Field(
         default=timedelta(seconds=10), description="First retry delay (doubles each time)"
