@@ -105,9 +105,11 @@ def schema(kind: str) -> None:
 def _add_contract_commands() -> None:
     from signals_dagster.contracts.catalog_command import catalog
     from signals_dagster.contracts.commands import registry
+    from signals_dagster.forget_command import forget
 
     main.add_command(registry)
     main.add_command(catalog)
+    main.add_command(forget)
 
 
 _add_contract_commands()
@@ -137,7 +139,7 @@ def _reported_errors() -> Iterator[None]:
 
 # Commands that never handle a pandas object: pyarrow imports pandas (0.5 s) on its first array
 # only to ask whether an input is one, so the `signals` command tells it there is none.
-_NO_PANDAS = {"validate", "invoke", "registry", "catalog"}
+_NO_PANDAS = {"validate", "invoke", "registry", "catalog", "forget", "schema"}
 
 
 class _WithoutPandas:

@@ -35,6 +35,9 @@ def key_problem(env: Mapping[str, str] | None = None) -> str | None:
             f"${KEY_ENV} is {len(key.encode())} bytes long: a pseudonym key must have at least "
             f"{MIN_KEY_BYTES} bytes"
         )
+    key_id = env.get(KEY_ID_ENV)
+    if key_id is not None and not (key_id.isascii() and key_id.isalnum()):
+        return f"${KEY_ID_ENV} must be letters and digits, got {key_id!r}"
     return None
 
 
@@ -54,18 +57,17 @@ class Pseudonymizer:
         if problem is not None:
             raise CollectorError(problem)
         key = env[KEY_ENV].encode()
-        key_id = env.get(KEY_ID_ENV) or default_key_id(key)
-        if not key_id.isalnum():
-            raise CollectorError(f"${KEY_ID_ENV} must be letters and digits, got {key_id!r}")
-        return cls(key, key_id)
+        return cls(key, env.get(KEY_ID_ENV) or default_key_id(key))
 
     def one(self, value: str) -> str:
-        """The pseudonym of one value."""
+        """The pseudonym of one value ('' — a NULL tag — stays '': it is nobody)."""
+        if not value:
+            return value
         digest = hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest()[:DIGEST_HEX]
         return f"{self.key_id}:{digest}"
 
     def column(self, values: "pa.Array") -> "pa.Array":
-        """The pseudonyms of a text column (one HMAC per distinct value; NULL stays NULL)."""
+        """The pseudonyms of a text column (one HMAC per distinct value; NULL and '' stay)."""
         import pyarrow as pa
         import pyarrow.compute as pc
 

@@ -99,9 +99,11 @@ def _tag_violations(contract: Contract, tags: pa.Array, count: int) -> list[str]
         mask = pc.equal(keys, name)
         key_values = values.filter(mask)
         if rule is None:
+            # A tag spelled like a pii tag in another case is personal too: no value shown.
+            alike = next((r for k, r in contract.tags.items() if k.lower() == name.lower()), None)
             found.append(
                 f"unknown tag {name!r} ({_plural(records)}; values "
-                f"{_value_list(_counts(key_values), None)}; the contract's tags: {listed})"
+                f"{_value_list(_counts(key_values), alike)}; the contract's tags: {listed})"
             )
             continue
         if rule.allowed is not None:

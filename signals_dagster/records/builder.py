@@ -89,16 +89,20 @@ class RecordBuilder:
             index = lowered.index(column.lower())
             self.group = (index, k)
             self.tag_indexes = [i for i in self.tag_indexes if i != index]
-        drop, hashed = set(contract.dropped_tags), set(contract.hashed_tags)
-        self.dropped = [c for c in (self.columns[i] for i in self.tag_indexes) if c in drop]
-        self.dropped += [key for key in self.static if key in drop]
-        self.tag_indexes = [i for i in self.tag_indexes if self.columns[i] not in drop]
-        self.static = {k: v for k, v in self.static.items() if k not in drop}
-        self.hashed = [n for n, i in enumerate(self.tag_indexes) if self.columns[i] in hashed]
-        if self.hashed or hashed & set(self.static):
+        # Matched ignoring case, like every column the builder looks for: a database that
+        # answers `EMAIL` for `email` must not publish the raw value under another spelling.
+        drop = {t.lower() for t in contract.dropped_tags}
+        hashed = {t.lower() for t in contract.hashed_tags}
+        self.dropped = [c for c in (self.columns[i] for i in self.tag_indexes) if c.lower() in drop]
+        self.dropped += [key for key in self.static if key.lower() in drop]
+        self.tag_indexes = [i for i in self.tag_indexes if lowered[i] not in drop]
+        self.static = {k: v for k, v in self.static.items() if k.lower() not in drop}
+        self.hashed = [n for n, i in enumerate(self.tag_indexes) if lowered[i] in hashed]
+        if self.hashed or any(k.lower() in hashed for k in self.static):
             self.pseudonyms = Pseudonymizer.from_env()
             self.static = {
-                k: self.pseudonyms.one(v) if k in hashed else v for k, v in self.static.items()
+                k: self.pseudonyms.one(v) if k.lower() in hashed else v
+                for k, v in self.static.items()
             }
 
     # -- input -----------------------------------------------------------------------------

@@ -75,9 +75,8 @@ class FileWriter:
         confined_path(str(self.path))  # again: a symlink may have appeared since the preflight
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = self._locked()
             try:
-                fcntl.flock(fd, fcntl.LOCK_EX)  # concurrent runs append whole batches
                 size = os.fstat(fd).st_size
                 try:
                     yield lambda block: _write_all(fd, block)
@@ -90,8 +89,31 @@ class FileWriter:
         except OSError as exc:
             raise SinkError(f"cannot append to {self.path}: {exc.strerror or exc}") from None
 
+    def _locked(self) -> int:
+        """The log opened for appending under an exclusive lock (concurrent runs append whole
+        batches). A file replaced while we waited for the lock (`signals forget` rewrites it
+        and renames the new one over it) is opened again: appending to the old inode would
+        lose the records."""
+        while True:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            opened, current = os.fstat(fd), _stat(self.path)
+            if current is not None and (opened.st_ino, opened.st_dev) == (
+                current.st_ino,
+                current.st_dev,
+            ):
+                return fd
+            os.close(fd)
+
     def close(self) -> None:
         """Nothing to release."""
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return os.stat(path)
+    except FileNotFoundError:
+        return None
 
 
 def _write_all(fd: int, data: bytes) -> int:
