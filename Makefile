@@ -25,6 +25,8 @@ demo: install  ## (Re)create the demo shop database in .demo/
 dev: demo  ## Open the Dagster UI on the embedded demo (http://127.0.0.1:3000)
 	mkdir -p $(DAGSTER_HOME_DEV)
 	cp dev/dagster.yaml $(DAGSTER_HOME_DEV)/dagster.yaml
+	@# Once per instance: June's partitions and their check results, so the UI opens on them.
+	DAGSTER_HOME=$(DAGSTER_HOME_DEV) $(BIN)/python -m signals_dagster.orchestration.demo_backfill
 	DAGSTER_HOME=$(DAGSTER_HOME_DEV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
 servers:  ## Install the test servers Debian provides (Prometheus) when missing

@@ -13,6 +13,8 @@ COUNTRIES = ["de", "fr", "us", "jp", "br"]
 PLANS = ["free", "pro", "team"]
 STATUSES = ["paid", "paid", "paid", "refunded", "pending"]
 PAGES = ["/", "/pricing", "/docs", "/blog", "/signup"]
+SPIKE_DAY = datetime(2026, 6, 24, tzinfo=UTC)  # within the Berlin day 2026-06-24
+SPIKE_EVENTS = 900
 
 
 def _ts(moment: datetime) -> str:
@@ -58,6 +60,12 @@ def build(path: str = DEFAULT_PATH, seed: int = 7) -> Path:
         for _ in range(rng.randint(150, 300)):
             created = base + timedelta(seconds=rng.randrange(86400))
             events.append((len(events) + 1, rng.choice(users)[0], rng.choice(PAGES), _ts(created)))
+    # One anomalous day: a launch on the Berlin day of SPIKE_DAY brings five times the usual
+    # page views (the pageviews collector's `anomaly` check warns about it after a backfill).
+    spike = random.Random(seed + 1)
+    for _ in range(SPIKE_EVENTS):
+        created = SPIKE_DAY + timedelta(seconds=spike.randrange(6 * 3600, 20 * 3600))
+        events.append((len(events) + 1, spike.choice(users)[0], "/launch", _ts(created)))
     sessions = [
         (
             i + 1,

@@ -224,6 +224,9 @@ def diff_contracts(old: Contract | None, new: Contract | None) -> list[Change]:
     changes += _bound("max", before, after)
     changes += _max_records(old.max_records, new.max_records)
     changes += _min_group_size(old.min_group_size, new.min_group_size)
+    if old.checks != new.checks:  # the gate's checks guard producers; consumers see no change
+        names = ", ".join(c.check_name for c in new.checks) or "none"
+        changes.append(_change("compatible", ("checks",), f"quality checks changed (now: {names})"))
     if not changes and old.model_copy(update={"version": new.version}) != new:
         changes.append(_change("compatible", (), "changed"))  # a difference no rule names
     return changes
