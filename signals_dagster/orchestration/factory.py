@@ -19,6 +19,7 @@ from signals_dagster.errors import CollectorError
 from signals_dagster.orchestration.checks import check_specs, evaluations, instance_history
 from signals_dagster.orchestration.clients import sink_clients
 from signals_dagster.orchestration.failures import as_failure
+from signals_dagster.orchestration.freshness import build_freshness_check, build_freshness_sensor
 from signals_dagster.orchestration.io_manager import DETAILED_PARTITIONS, SinksIOManager
 from signals_dagster.orchestration.partitions import partitions_def, window_for_key
 from signals_dagster.orchestration.resources import KafkaProducerResource
@@ -264,6 +265,7 @@ def build_definitions(
     jobs = []
     schedules: list[dg.ScheduleDefinition] = []
     sensors: list[dg.SensorDefinition] = [run_failure_alerts]
+    asset_checks: list[dg.AssetChecksDefinition] = []
     for name, spec in sorted(catalog.specs.items()):
         asset = build_asset(spec, catalog.files.get(name))
         assets.append(asset)
@@ -276,6 +278,10 @@ def build_definitions(
             (sensors if isinstance(trigger, dg.SensorDefinition) else schedules).append(trigger)  # type: ignore[arg-type]
         if spec.late_data is not None:
             sensors.append(build_late_data_sensor(spec, job))
+        if (freshness := build_freshness_check(spec, asset.key)) is not None:
+            asset_checks.append(freshness)
+        if (watch := build_freshness_sensor(spec, asset.key)) is not None:
+            sensors.append(watch)
     # One IO manager for every collector, each collector's spec bound now: a run never re-reads
     # the folder, so a file broken since the code location loaded cannot fail it.
     specs = list(catalog.specs.values())
@@ -294,4 +300,5 @@ def build_definitions(
         jobs=jobs,
         schedules=schedules,
         sensors=sensors,
+        asset_checks=asset_checks,
     )

@@ -72,8 +72,10 @@ class CheckResult:
 
     def line(self) -> str:
         """`check NAME, WINDOW: passed|failed|skipped (severity): message`."""
-        state = "skipped" if self.skipped else ("passed" if self.passed else "FAILED")
-        return f"check {self.name} ({self.severity}), {self.window}: {state}: {self.message}"
+        head = f"check {self.name} ({self.severity}), {self.window}"
+        if self.skipped:  # the message says "skipped: why"
+            return f"{head}: {self.message}"
+        return f"{head}: {'passed' if self.passed else 'FAILED'}: {self.message}"
 
 
 def _number(value: float) -> float | int:
