@@ -63,7 +63,7 @@ class Pseudonymizer:
         """The pseudonym of one value ('' — a NULL tag — stays '': it is nobody)."""
         if not value:
             return value
-        digest = hmac.new(self.key, value.encode(), hashlib.sha256).hexdigest()[:DIGEST_HEX]
+        digest = hmac.digest(self.key, value.encode(), "sha256")[: DIGEST_HEX // 2].hex()
         return f"{self.key_id}:{digest}"
 
     def column(self, values: "pa.Array") -> "pa.Array":
@@ -75,7 +75,15 @@ class Pseudonymizer:
             return values
         encoded = values.dictionary_encode() if not pa.types.is_dictionary(values.type) else values
         uniques = encoded.dictionary.to_pylist()
-        hashed = pa.array([None if v is None else self.one(v) for v in uniques], pa.string())
+        key, prefix, size = self.key, f"{self.key_id}:", DIGEST_HEX // 2
+        digest = hmac.digest  # one C call per distinct value (hmac.new is 3x slower)
+        hashed = pa.array(
+            [
+                v if not v else prefix + digest(key, v.encode(), "sha256")[:size].hex()
+                for v in uniques
+            ],
+            pa.string(),
+        )
         return pc.take(hashed, encoded.indices)
 
 
