@@ -107,6 +107,29 @@ RANGE_TAGS = {
     "dagster/asset_partition_range_end": LAST_KEY,
 }
 TARGET_FACTOR, TARGET_SPEEDUP = 2.0, 50.0
+# (bg): the range collector with three checks and one Rego policy, against (b) without them.
+GATED_METRIC = "bench.orders.revenue.gated"
+TARGET_GATE = 1.15
+GATE_YAML = """\
+checks:
+  - type: not_empty
+  - type: range
+    min: 0
+  - type: anomaly
+    on: value_sum
+    severity: warn
+"""
+GATE_POLICY = """\
+package signals.policies.bench
+
+applies_to := {"bench.orders.revenue.gated"}
+
+deny contains msg if {
+  some record in input.records
+  record.value < 0
+  msg := sprintf("negative value %v", [record.value])
+}
+"""
 
 Record = tuple[str, float]  # (uuid, value)
 
@@ -185,6 +208,13 @@ class Bench:
                 tmp / "trivial.jsonl",
                 "trivial query",
             ),
+            "gated": Collector(
+                "bench.backfill.gated",
+                RANGE_SQL,
+                GATED_METRIC,
+                tmp / "gated.jsonl",
+                "range-capable, three checks and one policy",
+            ),
         }
         for key, c in self.collectors.items():
             (self.folder / f"{key}.yaml").write_text(
@@ -196,8 +226,11 @@ class Bench:
                     database=database,
                     sql=c.sql,
                     audit=c.audit,
+                    extra=GATE_YAML if key == "gated" else "",
                 )
             )
+        (tmp / "policies").mkdir()  # beside the collectors folder: its policies
+        (tmp / "policies" / "bench.rego").write_text(GATE_POLICY)
         started = time.perf_counter()
         self.catalog = load_catalog(str(self.folder))
         defs = build_definitions(self.catalog, str(self.folder))
@@ -230,6 +263,11 @@ class Bench:
         seconds, result = timed(self.jobs[key].execute_in_process, instance=instance, **kwargs)
         if not result.success:
             raise AssertionError(f"{collector.name}: run failed")
+        evaluations = sum(e.event_type_value == "ASSET_CHECK_EVALUATION" for e in result.all_events)
+        if key == "gated" and evaluations < 4 * DAYS:  # three checks + the policy, per day
+            raise AssertionError(
+                f"{collector.name}: {evaluations} check evaluations, not {4 * DAYS}"
+            )
         records = read_audit(collector.audit)
         days = by_day(records)
         keys = kwargs.get("partition_key") or "all"
@@ -317,6 +355,7 @@ class Bench:
             "dp": lambda warm: self.run_processes(1 if warm else process_samples),
             "fixed": lambda _: [self.run_trivial()],
             "e": lambda _: [self.run_backfill("trivial")],
+            "bg": lambda _: [self.run_backfill("gated")],
             "b0": lambda _: [self.run_collect("range")],
             "c0": lambda _: [self.run_collect("window")],
             "instance": lambda _: [timed(dg.DagsterInstance.ephemeral)[0]],
@@ -437,6 +476,7 @@ def report(times: dict[str, list[float]]) -> bool:
         ("fixed", "     fixed run cost: 1 partition, trivial query"),
         ("e", f"(e)  one run, trivial query, {DAYS} partitions"),
         ("f", f"(f)  Dagster alone: no-op asset, {DAYS} partitions"),
+        ("bg", "(bg) (b) with three checks and one Rego policy"),
         ("b0", f"(b0) collect() range, {DAYS} windows, no Dagster"),
         ("c0", f"(c0) collect() per window, {DAYS} windows, no Dagster"),
         ("instance", "     DagsterInstance.ephemeral() (not in runs)"),
@@ -494,7 +534,12 @@ def report(times: dict[str, list[float]]) -> bool:
         f"{d_inproc / b:.1f} -> {'yes' if d_inproc >= TARGET_SPEEDUP * b else 'no'}; "
         f"informational, bounded by (d1) x {DAYS} / (a) = {d_inproc / a:.1f})"
     )
-    return first and second
+    third = med["bg"] <= TARGET_GATE * b
+    print(
+        f"  target (bg) <= {TARGET_GATE:g} x (b), the quality gate's cost: {med['bg']:.3f} / "
+        f"{b:.3f} = {med['bg'] / b:.3f} -> {'PASS' if third else 'FAIL'}"
+    )
+    return first and second and third
 
 
 def main() -> int:

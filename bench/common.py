@@ -58,11 +58,19 @@ def dsn(database: str) -> str:
 
 
 def collector_yaml(
-    *, name: str, description: str, metric: str, start: str, database: str, sql: str, audit: Path
+    *,
+    name: str,
+    description: str,
+    metric: str,
+    start: str,
+    database: str,
+    sql: str,
+    audit: Path,
+    extra: str = "",
 ) -> str:
     """A daily GAUGE collector reading `database` of the benchmark server with `sql`, one file
-    sink `audit`."""
-    return COLLECTOR_YAML.format(
+    sink `audit` (`extra`: more top-level YAML, e.g. checks)."""
+    return extra + COLLECTOR_YAML.format(
         name=name,
         description=description,
         metric=metric,
