@@ -35,10 +35,14 @@ def validate(paths: Sequence[str]) -> None:
 
     targets = list(paths) or [collectors_dir()]
     warnings: list[Problem] = []
+    problems, policies = _policy_problems(targets)
     try:
         specs = load_collectors(targets, warnings=warnings)
     except SpecError as exc:
-        _print_problems(exc)
+        _print_problems(SpecError(exc.problems + problems))
+        sys.exit(1)
+    if problems:
+        _print_problems(SpecError(problems))
         sys.exit(1)
     for warning in sorted(warnings):
         click.echo(f"warning: {warning}", err=True)
@@ -51,7 +55,43 @@ def validate(paths: Sequence[str]) -> None:
     summary = f"ok: {len(specs)} collector(s) valid in {len(files) - len(registries)} file(s)"
     if registries:
         summary += f"; {contracts} under contract ({len(registries)} registry file(s))"
+    if policies:
+        summary += f"; {policies} policy(ies) compiled"
     click.echo(summary)
+
+
+def _policy_problems(targets: Sequence[str]) -> tuple[list[Problem], int]:
+    """Every Rego policy covering the targets compiled (problems as `file:line: rego: …`), and
+    the policy sinks of signals.yaml checked; (problems, policies compiled)."""
+    from pathlib import Path
+
+    from signals_dagster.quality.policies import (
+        check_policies,
+        policies_dir,
+        policy_sink_problems,
+    )
+    from signals_dagster.settings import load_settings, settings_path
+
+    problems: list[Problem] = []
+    seen: set[Path] = set()
+    count = 0
+    for target in targets:
+        try:
+            folder = policies_dir(target)
+        except SpecError as exc:
+            problems += exc.problems
+            continue
+        if folder is None or folder in seen:
+            continue
+        seen.add(folder)
+        found, trouble = check_policies(target)
+        count += len(found)
+        problems += trouble
+    try:
+        problems += policy_sink_problems(load_settings(), settings_path())
+    except SpecError as exc:
+        problems += exc.problems
+    return problems, count
 
 
 @main.command()

@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+from pathlib import Path
 from typing import Any, TextIO
 
 from signals_dagster.collect import collect
@@ -9,8 +10,10 @@ from signals_dagster.contracts.enforce import Verdict
 from signals_dagster.partitioning import current_window, window_for_key
 from signals_dagster.quality.gate import judge, quarantine
 from signals_dagster.quality.history import file_history
+from signals_dagster.quality.policies import project_policies, publish_violations
 from signals_dagster.records import json_line_chunks
 from signals_dagster.redact import redact
+from signals_dagster.settings import load_settings
 from signals_dagster.sinks import close_writers, open_writers
 from signals_dagster.sinks.file import FileWriter
 from signals_dagster.spec.loader import load_file
@@ -60,11 +63,13 @@ def invoke_collector(file: str, partition: str | None, dry_run: bool, stdout: Te
         # Compute → check → publish: the contract and the checks judge the records before
         # anything is printed or written; a blocked batch goes to the quarantine sink only.
         windows = [(window, collected.records)]
-        outcome = judge(spec, windows, file_history(spec))
+        outcome = judge(spec, windows, file_history(spec), project_policies(Path(file).parent))
         for verdict in outcome.verdicts:
             log.info("contract %s, %s: %s", verdict.contract.label, window.key, _outcome(verdict))
         for judged in outcome.results:
             (log.warning if not judged.passed else log.info)("%s", judged.line())
+        if not dry_run and any(r.kind == "policy" for r in outcome.results):
+            publish_violations(load_settings(), spec, [(window, outcome.results)])
         where = quarantine(spec, windows) if outcome.blocked and not dry_run else None
         outcome.raise_if_blocked(where)
         files = {n: w for n, w in writers.items() if isinstance(w, FileWriter)}

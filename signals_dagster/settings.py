@@ -11,6 +11,7 @@ from signals_dagster.errors import Problem, SpecError
 from signals_dagster.spec import templating, yamlpos
 from signals_dagster.spec.base import Model
 from signals_dagster.spec.fields import PositiveDuration
+from signals_dagster.spec.sinks import Sink
 from signals_dagster.spec.uris import check_http_uri
 
 DEFAULT_PATH = "signals.yaml"
@@ -59,6 +60,13 @@ class EgressSettings(Model):
     allow: list[str] | None = None  # host[:port] glob patterns; None: every host
 
 
+class PoliciesSettings(Model):
+    """Where policy outcomes go: one `signals.policy.violations` record per policy and window,
+    written through these sink definitions (a collector's `sinks` schema; none: not written)."""
+
+    sinks: dict[str, Sink] = Field(default_factory=dict)
+
+
 class Settings(Model):
     alerts: Alerts = Field(default_factory=Alerts)
     sources: SourcesSettings = Field(default_factory=SourcesSettings)
@@ -66,6 +74,7 @@ class Settings(Model):
     sinks: SinksSettings = Field(default_factory=SinksSettings)
     egress: EgressSettings = Field(default_factory=EgressSettings)
     registry: RegistrySettings = Field(default_factory=RegistrySettings)
+    policies: PoliciesSettings = Field(default_factory=PoliciesSettings)
 
 
 def settings_path() -> Path:

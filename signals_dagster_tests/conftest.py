@@ -66,7 +66,7 @@ def write_collector(tmp_path: Path) -> Callable[..., Path]:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's collector folder or debug settings."""
-    for var in ("SIGNALS_COLLECTORS_DIR", "SIGNALS_DEBUG", "DAGSTER_HOME"):
+    for var in ("SIGNALS_COLLECTORS_DIR", "SIGNALS_DEBUG", "DAGSTER_HOME", "SIGNALS_POLICIES_DIR"):
         monkeypatch.delenv(var, raising=False)
 
 

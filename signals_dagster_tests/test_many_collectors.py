@@ -273,7 +273,10 @@ def test_assets_jobs_and_schedules_are_what_the_decorators_build(
     direct = factory._asset
 
     def decorated(
-        spec: CollectorSpec, facts: AssetFacts, pdef: dg.PartitionsDefinition | None
+        spec: CollectorSpec,
+        facts: AssetFacts,
+        pdef: dg.PartitionsDefinition | None,
+        policies: object = (),
     ) -> dg.AssetsDefinition:
         keys = direct(spec, facts, pdef).node_def.required_resource_keys
         return _decorated_asset(spec, facts, pdef, keys)

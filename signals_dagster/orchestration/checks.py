@@ -14,6 +14,7 @@ import dagster as dg
 from signals_dagster.contracts.enforce import Verdict
 from signals_dagster.quality.checks import CheckResult, Figures, History, collector_checks
 from signals_dagster.quality.gate import Outcome
+from signals_dagster.quality.policies import Policy
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.window import Window
 
@@ -32,9 +33,13 @@ def _spec(
 
 
 def check_specs(
-    spec: CollectorSpec, key: dg.AssetKey, pdef: dg.PartitionsDefinition | None
+    spec: CollectorSpec,
+    key: dg.AssetKey,
+    pdef: dg.PartitionsDefinition | None,
+    policies: Sequence[Policy] = (),
 ) -> list[dg.AssetCheckSpec]:
-    """The asset checks of a collector's asset: its contract's, then each quality check."""
+    """The asset checks of a collector's asset: its contract's, each quality check, each policy
+    that applies to its metric."""
     found: list[dg.AssetCheckSpec] = []
     contract = spec.contract
     if contract is not None:
@@ -46,6 +51,10 @@ def check_specs(
     for check in collector_checks(spec):
         about = f"{check.type} check ({check.severity}); checked before any sink is written"
         found.append(_spec(check.check_name, key, pdef, check.severity == "error", about))
+    for policy in policies:
+        if policy.applies(spec.metric.name):
+            about = f"Rego policy {policy.name} ({policy.file}): deny blocks, warn warns"
+            found.append(_spec(policy.check_name, key, pdef, True, about))
     return found
 
 

@@ -2,7 +2,7 @@
 IO manager that writes every collector's records to its sinks."""
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import dagster as dg
@@ -33,7 +33,9 @@ from signals_dagster.orchestration.sensors import build_late_data_sensor, run_fa
 from signals_dagster.orchestration.translator import AssetFacts, translate
 from signals_dagster.quality.checks import no_history
 from signals_dagster.quality.gate import judge, quarantine
+from signals_dagster.quality.policies import Policy, project_policies, publish_violations
 from signals_dagster.records import concat_records, to_dicts
+from signals_dagster.settings import load_settings
 from signals_dagster.sinks import check_sinks
 from signals_dagster.sources.base import query_shape
 from signals_dagster.spec.models import CollectorSpec
@@ -120,18 +122,22 @@ def _gate(
     context: dg.AssetExecutionContext,
     collected: list[Collected],
     partitioned: bool,
+    policies: Sequence[Policy],
 ) -> Iterator[dg.AssetCheckEvaluation]:
     windows = [(c.window, c.records) for c in collected]
     history = instance_history(context.instance, key) if partitioned else no_history
-    outcome = judge(spec, windows, history)
+    outcome = judge(spec, windows, history, policies)
     yield from evaluations(key, outcome, partitioned)
     for line in outcome.warnings():
         context.log.warning(line)
-    if not outcome.blocked:
-        return
+    clients = sink_clients(getattr(context.resources, KAFKA_RESOURCE_KEY))
     try:
-        kafka = getattr(context.resources, KAFKA_RESOURCE_KEY)
-        outcome.raise_if_blocked(quarantine(spec, windows, sink_clients(kafka)))
+        # Policy outcomes are signals too (policies.sinks of signals.yaml), blocked or not.
+        if any(r.kind == "policy" for r in outcome.results):
+            results = [(w, outcome.results) for w, _ in windows]
+            publish_violations(load_settings(), spec, results, clients=clients)
+        if outcome.blocked:
+            outcome.raise_if_blocked(quarantine(spec, windows, clients))
     except CollectorError as exc:
         raise as_failure(exc) from None
 
@@ -145,22 +151,27 @@ def backfill_policy(spec: CollectorSpec, kind: str) -> dg.BackfillPolicy | None:
     return dg.BackfillPolicy.single_run()
 
 
-def build_asset(spec: CollectorSpec, file: Path | None = None) -> dg.AssetsDefinition:
-    """One collector → one (partitioned) asset whose output goes to the collector's sinks."""
-    return _asset(spec, translate(spec, file), partitions_def(spec))
+def build_asset(
+    spec: CollectorSpec, file: Path | None = None, policies: Sequence[Policy] = ()
+) -> dg.AssetsDefinition:
+    """One collector → one (partitioned) asset whose output goes to the collector's sinks;
+    `policies`: the code location's Rego policies (those that apply are its checks too)."""
+    return _asset(spec, translate(spec, file), partitions_def(spec), policies)
 
 
 def _asset(
     spec: CollectorSpec,
     facts: AssetFacts,
     pdef: dg.TimeWindowPartitionsDefinition | None,
+    policies: Sequence[Policy] = (),
 ) -> dg.AssetsDefinition:
     # What @dg.asset(name=..., pool=..., retry_policy=..., io_manager_key=..., kinds=...) builds,
     # made directly: the decorator inspects the function's signature some fifteen times, most of
     # an asset's cost (test_many_collectors checks that the snapshots are the same).
     key = dg.AssetKey(facts.key)
 
-    checks = check_specs(spec, key, pdef)
+    applying = [p for p in policies if p.applies(spec.metric.name)]
+    checks = check_specs(spec, key, pdef, applying)
 
     def _collector(
         context: dg.AssetExecutionContext, _inputs: object
@@ -170,7 +181,7 @@ def _asset(
         # failure fails the step before the records reach the IO manager (no sink is written;
         # only the quarantine sink of on_fail gets the blocked batch).
         if checks:
-            yield from _gate(spec, key, context, collected, pdef is not None)
+            yield from _gate(spec, key, context, collected, pdef is not None, applying)
         for check in checks:  # the checks' (Nothing) outputs: evaluated above
             yield dg.Output(None, output_name=check.get_python_identifier())
         if pdef is not None:
@@ -266,8 +277,9 @@ def build_definitions(
     schedules: list[dg.ScheduleDefinition] = []
     sensors: list[dg.SensorDefinition] = [run_failure_alerts]
     asset_checks: list[dg.AssetChecksDefinition] = []
+    policies = project_policies(directory)
     for name, spec in sorted(catalog.specs.items()):
-        asset = build_asset(spec, catalog.files.get(name))
+        asset = build_asset(spec, catalog.files.get(name), policies)
         assets.append(asset)
         job = collector_job(spec)
         jobs.append(job)

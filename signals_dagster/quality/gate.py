@@ -12,6 +12,7 @@ import pyarrow as pa
 from signals_dagster.contracts.enforce import ContractViolation, Verdict, enforce
 from signals_dagster.errors import CollectorError
 from signals_dagster.quality.checks import CheckResult, History, evaluate, no_history
+from signals_dagster.quality.policies import Policy, policy_results
 from signals_dagster.records import concat_records
 from signals_dagster.sinks import SinkClients, open_writer
 from signals_dagster.spec.models import CollectorSpec
@@ -72,10 +73,15 @@ def judge(
     spec: CollectorSpec,
     windows: Sequence[tuple[Window, pa.Table]],
     history: History = no_history,
+    policies: Sequence[Policy] = (),
 ) -> Outcome:
-    """The contract, the checks (and, once wired, the policies) on every window."""
+    """The contract, the checks and the policies that apply to the metric, on every window."""
     keyed = [(window.key, records) for window, records in windows]
-    return Outcome(enforce(spec.contract, keyed), evaluate(spec, windows, history))
+    results = evaluate(spec, windows, history)
+    applying = [p for p in policies if p.applies(spec.metric.name)]
+    if applying:
+        results += policy_results(applying, spec, windows, history)
+    return Outcome(enforce(spec.contract, keyed), results)
 
 
 def quarantine_sink(sink: FileSink | S3Sink) -> FileSink | S3Sink:
