@@ -77,6 +77,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     with throwaway_database("signals_bench_hc") as database, scratch_dir("hc_") as tmp:
+        os.environ["SIGNALS_DATA_DIR"] = str(tmp)  # the file sink writes under the scratch dir
         print(f"loading {args.rows:,} rows ({args.rows:,} accounts) ...", flush=True)
         load(database, args.rows)
         folder = tmp / "collectors"
