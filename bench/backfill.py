@@ -567,6 +567,7 @@ def main() -> int:
         scratch_dir("signals_bench_") as tmp,
         throwaway_database("signals_bench_backfill") as database,
     ):
+        os.environ["SIGNALS_DATA_DIR"] = str(tmp)  # the file sinks write under the scratch dir
         load_orders(database, args.rows, index=True)
         loaded = time.perf_counter() - started
         total, days, accounts = table_facts(database)
