@@ -29,13 +29,20 @@ dev: demo  ## Open the Dagster UI on the embedded demo (http://127.0.0.1:3000)
 	DAGSTER_HOME=$(DAGSTER_HOME_DEV) $(BIN)/python -m signals_dagster.orchestration.demo_backfill
 	DAGSTER_HOME=$(DAGSTER_HOME_DEV) $(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
-servers:  ## Install the test servers Debian provides (Prometheus) when missing
+servers:  ## Install the test servers and browser Debian provides (Prometheus, Chromium) when missing
 	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
 	  echo "installing prometheus (apt-get)"; \
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update -q || echo "apt-get update failed; trying the install anyway"; \
 	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -q --no-install-recommends prometheus; }
+	@# The browser of test_ui_browser.py (Playwright drives it; it downloads no browser of its own).
+	@test -x /usr/bin/chromium || { \
+	  echo "installing chromium (apt-get)"; \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -q || echo "apt-get update failed; trying the install anyway"; \
+	  $$SUDO env DEBIAN_FRONTEND=noninteractive \
+	    apt-get install -y -q --no-install-recommends chromium; }
 
 test: install servers  ## Run the whole test suite (starts the servers it needs)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -17,6 +17,7 @@ pytest_plugins = [
     "signals_dagster_tests.servers.mongo",
     "signals_dagster_tests.servers.prometheus",
     "signals_dagster_tests.servers.http",
+    "signals_dagster_tests.servers.browser",
 ]
 
 PG_ADMIN = os.environ.get("SIGNALS_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
