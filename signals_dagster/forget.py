@@ -207,10 +207,10 @@ def _where(sink: Sink, spec: CollectorSpec) -> tuple[Kind, str]:
     if isinstance(sink, FileSink):
         return "file", f"file {os.path.abspath(sink.config.path)}"
     if isinstance(sink, S3Sink):
-        from signals_dagster.sinks.s3 import metric_prefix
-
         config = sink.config
-        return "s3", f"s3 s3://{config.bucket}/{metric_prefix(config, spec)} {config.format}"
+        where = f"{config.prefix}/" if config.prefix else ""
+        where += f"metric={spec.metric.name}/" if config.partition is None else config.partition
+        return "s3", f"s3 s3://{config.bucket}/{where} {config.extension}"
     if isinstance(sink, KafkaSink):
         brokers = ",".join(sink.config.brokers)
         return "kafka", f"kafka topic {sink.config.topic} on {brokers}"
@@ -576,16 +576,10 @@ def _filter_object(
     return out.getvalue(), uuids, dropped, kept.num_rows
 
 
-def _date_of_key(key: str, head: str, tail: str) -> date | Literal[False] | None:
-    """The day of an object key `{head}date=...{tail}` (None: unknown day; False: not one of
-    the collector's objects)."""
-    if not key.startswith(head + "date=") or not key.endswith(tail):
-        return False
-    part = key[len(head) + len("date=") : len(key) - len(tail)]
-    if "/" in part:
-        return False
+def _day_of(window: str) -> date | None:
+    """The day a window key names (None: not a date)."""
     try:
-        return date.fromisoformat(part[:10])
+        return date.fromisoformat(window[:10])
     except ValueError:
         return None
 
@@ -615,29 +609,19 @@ class _S3Job:
             self.s3 = None
 
     def find(self, subject: Subject) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        from signals_dagster.sinks.s3 import S3Access, metric_prefix
+        from signals_dagster.sinks.s3 import S3Access
 
         out = self.outcome
         spec = out.target.spec
         try:
             self.s3 = S3Access(self.config, self.clients.s3)
-            head = metric_prefix(self.config, spec)
-            tail = f"/{spec.asset_name}.{self.config.format}"
-            keys = []
-            try:
-                pages = self.s3.client.get_paginator("list_objects_v2").paginate(
-                    Bucket=self.config.bucket, Prefix=head
-                )
-                for page in pages:
-                    for item in page.get("Contents", []):
-                        key = str(item["Key"])
-                        day = _date_of_key(key, head, tail)
-                        if day is not False and _maybe_in_days(day, subject):
-                            keys.append(key)
-            except (BotoCoreError, ClientError) as exc:
-                raise self.s3.error(exc, f"listing {self.s3.uri(head)}") from None
+            # Every object of the collector, in either layout (metric=…/date=… or latte's
+            # partition folders), with the window key its name gives.
+            keys = [
+                key
+                for key, window in self.s3.collector_objects(spec)
+                if _maybe_in_days(_day_of(window), subject)
+            ]
             for key in sorted(keys):
                 pending = self._read(key, subject)
                 out.objects_read += 1
