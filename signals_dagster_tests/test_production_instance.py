@@ -1,4 +1,4 @@
-"""The production instance: the repo's dagster.yaml on the local Postgres runs a materialisation."""
+"""The production instance: deploy/dagster.yaml on the local Postgres runs a materialisation."""
 
 import os
 import shutil
@@ -37,10 +37,10 @@ def prod_db() -> Iterator[str]:
 def prod_home(
     tmp_path: Path, prod_db: str, monkeypatch: pytest.MonkeyPatch
 ) -> dict[str, str | Path]:
-    """DAGSTER_HOME holding the repo's dagster.yaml, its DAGSTER_PG_* variables set."""
+    """DAGSTER_HOME holding deploy/dagster.yaml, its DAGSTER_PG_* variables set."""
     home = tmp_path / "dagster_home"
     home.mkdir()
-    shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(ROOT / "deploy" / "dagster.yaml", home / "dagster.yaml")
     admin = psycopg.conninfo.conninfo_to_dict(PG_ADMIN)
     env = {
         "DAGSTER_HOME": str(home),
