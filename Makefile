@@ -11,10 +11,12 @@ PORT ?= 3000
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-8s %s\n", $$1, $$2}'
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml signals_dagster_tests/plugin_pkg/pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
+	@# The test suite's plug-in package: a source and a sink type found through entry points.
+	$(BIN)/python -m pip install -q -e signals_dagster_tests/plugin_pkg
 	touch $(STAMP)
 
 install: $(STAMP)  ## Create .venv and install everything (quick when nothing changed)

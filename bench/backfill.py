@@ -549,9 +549,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed rounds (after 1 warm-up)")
     parser.add_argument("--samples", type=int, default=10, help="in-process runs per round")
     parser.add_argument("--process-samples", type=int, default=2, help="process runs per round")
-    parser.add_argument(
-        "--profile", action="store_true", help="cProfile one (bg), (b) and (c) run"
-    )
+    parser.add_argument("--profile", action="store_true", help="cProfile one (bg), (b) and (c) run")
     args = parser.parse_args()
     if (
         args.rows < 1_000_000

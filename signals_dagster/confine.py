@@ -16,8 +16,9 @@ from urllib.parse import urlsplit
 from signals_dagster.errors import CollectorError, SinkError
 from signals_dagster.settings import Settings, load_settings
 from signals_dagster.spec.models import CollectorSpec
-from signals_dagster.spec.sinks import FileSink, HttpSink, KafkaSink, S3Sink, Sink
-from signals_dagster.spec.sources import PrometheusConfig
+from signals_dagster.spec.sinks import FileSink, HttpSink, KafkaSink, S3Sink, Sink, SqlSink
+from signals_dagster.spec.sources import LakeConfig, PrometheusConfig
+from signals_dagster.spec.sql_sink import sql_sink_problem
 
 Located = tuple[tuple[str | int, ...], str]
 DATA_DIR_ENV = "SIGNALS_DATA_DIR"
@@ -165,6 +166,10 @@ def confinement_problems(spec: CollectorSpec, settings: Settings) -> Iterator[Lo
         why = egress_problem(*url_host(spec.source.config.uri), allow)
         if why:
             yield ("source", "config", "uri"), why
+    if isinstance(spec.source.config, LakeConfig) and spec.source.config.endpoint is not None:
+        why = egress_problem(*url_host(spec.source.config.endpoint), allow)
+        if why:
+            yield ("source", "config", "endpoint"), why
     roots: list[Path] | None = None
     for at, sink in located_sinks(spec):
         where: tuple[str | int, ...] = (*at, "config")
@@ -186,13 +191,23 @@ def confinement_problems(spec: CollectorSpec, settings: Settings) -> Iterator[Lo
                 why = egress_problem(*broker_host(broker), allow)
                 if why:
                     yield (*where, "brokers", index), why
+        elif isinstance(sink, SqlSink) and (why := sql_sink_problem(sink.config, settings)):
+            yield (*where, "uri"), why
 
 
 def confinement_warnings(spec: CollectorSpec, settings: Settings) -> Iterator[Located]:
     """Yield (path, message) for what is allowed but risky: without egress.allow, an S3
-    endpoint_url would receive requests signed with the deployment's AWS credential chain."""
+    endpoint_url (a sink's, a lake source's endpoint) would receive requests signed with the
+    deployment's AWS credential chain."""
     if settings.egress.allow is not None:
         return
+    source = spec.source.config
+    if isinstance(source, LakeConfig) and source.endpoint is not None:
+        yield (
+            ("source", "config", "endpoint"),
+            f"endpoint {source.endpoint!r} receives requests signed with the deployment's AWS "
+            "credential chain; name its host in egress.allow of signals.yaml",
+        )
     for at, sink in located_sinks(spec):
         if (
             isinstance(sink, S3Sink)

@@ -65,6 +65,18 @@ def write_collector(tmp_path: Path) -> Callable[..., Path]:
 
 
 @pytest.fixture(autouse=True)
+def _isolated_secrets() -> Iterator[None]:
+    """Values a test registered as secrets (by loading a collector) do not mask another
+    test's output."""
+    from signals_dagster import redact
+
+    before = set(redact._registered)
+    yield
+    redact._registered.clear()
+    redact._registered.update(before)
+
+
+@pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Tests never see a developer's collector folder or debug settings."""
     for var in ("SIGNALS_COLLECTORS_DIR", "SIGNALS_DEBUG", "DAGSTER_HOME", "SIGNALS_POLICIES_DIR"):

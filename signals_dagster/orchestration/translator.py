@@ -27,7 +27,12 @@ def query_text(spec: CollectorSpec) -> str:
         return config.sql
     if isinstance(config, MongoConfig):
         return json.dumps(config.agg, indent=2, default=str)
-    return config.query
+    text = getattr(config, "query", None) or getattr(config, "sql", None)
+    if isinstance(text, str):
+        return text
+    from signals_dagster.sources import open_source  # a plug-in type: its own description
+
+    return open_source(spec).describe().get("query", "")
 
 
 @dataclass(frozen=True)
@@ -141,9 +146,10 @@ def pool_name(spec: CollectorSpec) -> str:
     if isinstance(config, SqlConfig):
         url = parse_sql_url(config.uri)
         where = f"{url.host or ''}{':' + str(url.port) if url.port else ''}/{url.database or ''}"
-    else:
+    elif isinstance(getattr(config, "uri", None), str):
         parts = urlsplit(config.uri)
         where = f"{parts.hostname or ''}{':' + str(parts.port) if parts.port else ''}"
         if isinstance(config, MongoConfig):
             where += f"/{config.database}"
+    # else a source without a URI (a plug-in type): one pool per type unless source.pool says
     return re.sub(r"\s", "_", f"{spec.source.type}:{where}")

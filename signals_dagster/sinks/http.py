@@ -1,4 +1,5 @@
-"""HTTP sink: POSTs records as JSON arrays, in batches, with retries and exponential backoff.
+"""HTTP sink: POSTs records as JSON arrays, in batches, with retries and exponential backoff
+(`method`, latte's key, may make it PUT or PATCH).
 
 A batch is confirmed by a 2xx answer. Connection errors, timeouts, 5xx and 429 are retried
 (`retries` times, waiting `backoff`, then twice as long each time, at most 30 s; a Retry-After
@@ -45,7 +46,8 @@ class HttpWriter:
 
         self.config = config
         self.uri = redact(config.uri)
-        check_egress(f"http sink: POST {self.uri}", *url_host(config.uri))
+        self.method = config.method
+        check_egress(f"http sink: {self.method} {self.uri}", *url_host(config.uri))
         self.session = session or requests.Session()
         self.headers = {"Content-Type": "application/json", **config.headers}
 
@@ -81,7 +83,8 @@ class HttpWriter:
         for attempt in range(1, attempts + 1):
             wait = min(delay * 2 ** (attempt - 1), MAX_BACKOFF)
             try:
-                response = self.session.post(
+                response = self.session.request(
+                    self.method,
                     self.config.uri,
                     data=body,
                     headers=self.headers,
@@ -94,28 +97,30 @@ class HttpWriter:
                 status = f"{response.status_code} {response.reason or ''}".strip()
                 if response.is_redirect:
                     raise SinkError(
-                        f"http sink: POST {self.uri} answered {status} for {what}: redirects "
-                        f"are not followed (to {redact(response.headers.get('Location', '?'))})",
+                        f"http sink: {self.method} {self.uri} answered {status} for {what}: "
+                        "redirects are not followed "
+                        f"(to {redact(response.headers.get('Location', '?'))})",
                         transient=False,
                     )
                 if response.ok:
                     return attempt - 1
                 if response.status_code not in RETRY_STATUSES:
                     raise SinkError(
-                        f"http sink: POST {self.uri} answered {status} for {what}; not retried"
-                        f"{_snippet(response)}",
+                        f"http sink: {self.method} {self.uri} answered {status} for {what}; "
+                        f"not retried{_snippet(response)}",
                         transient=False,
                     )
                 last = f"answered {status}{_snippet(response)}"
                 wait = min(max(wait, _retry_after(response)), MAX_BACKOFF)
             if attempt < attempts:
                 log.warning(
-                    "http sink: POST %s %s (%s); retry %d/%d in %.2fs",
-                    self.uri, what, last, attempt, attempts - 1, wait,
+                    "http sink: %s %s %s (%s); retry %d/%d in %.2fs",
+                    self.method, self.uri, what, last, attempt, attempts - 1, wait,
                 )  # fmt: skip
                 time.sleep(wait)
         raise SinkError(
-            f"http sink: POST {self.uri} failed for {what} after {attempts} attempt(s): {last}",
+            f"http sink: {self.method} {self.uri} failed for {what} after {attempts} "
+            f"attempt(s): {last}",
             transient=True,  # the endpoint may be back by the time Dagster retries the step
         )
 

@@ -1,8 +1,9 @@
 """Sinks checked before the source is queried: a dead sink must cost the source nothing.
 
 What can be checked without writing is checked: the Kafka topic (looked up, never created
-here), the S3 bucket (`HeadBucket`), a file sink's folder (writable, nothing created). The HTTP
-sink is not checked: any request to an ingest endpoint could be taken for a write.
+here), the S3 bucket (`HeadBucket`), a file sink's folder (writable, nothing created), a SQL
+sink's table (its columns; a missing one passes with `create_table: true`). The HTTP sink is
+not checked: any request to an ingest endpoint could be taken for a write.
 """
 
 from collections.abc import Mapping
@@ -10,7 +11,7 @@ from typing import TextIO
 
 from signals_dagster.sinks.base import SinkClients, Writer, open_writer
 from signals_dagster.spec.models import CollectorSpec
-from signals_dagster.spec.sinks import ConsoleSink, FileSink, KafkaSink, S3Sink, Sink
+from signals_dagster.spec.sinks import ConsoleSink, FileSink, KafkaSink, S3Sink, Sink, SqlSink
 
 
 def check_sink(sink: Sink, clients: SinkClients | None = None) -> None:
@@ -28,6 +29,10 @@ def check_sink(sink: Sink, clients: SinkClients | None = None) -> None:
         from signals_dagster.sinks.file import check_writable
 
         check_writable(sink.config.path)
+    elif isinstance(sink, SqlSink):
+        from signals_dagster.sinks.sql import check_table
+
+        check_table(sink.config)
 
 
 def check_sinks(spec: CollectorSpec, clients: SinkClients | None = None) -> None:

@@ -2,6 +2,9 @@
 
 Key: `{prefix}/metric={metric name}/date={partition key}/{asset key}.{parquet|jsonl}`. A collector
 that is not partitioned (sub-hour grain) uses its window key, e.g. `date=2026-02-03T10:05:00Z`.
+With latte's `partition` (`year={{.Year}}/month={{.Month}}/day={{.Day}}`), latte's layout:
+`{prefix}/{partition rendered from the window}/{asset key}.{window key}.{json|parquet}` — the
+window key in the name keeps one object per window when the partition is coarser than the grain.
 No Dagster here: the Dagster layer hands a client factory (dagster-aws S3Resource) in.
 """
 
@@ -9,7 +12,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from signals_dagster.errors import SinkError
+from signals_dagster.errors import CollectorError, SinkError
 from signals_dagster.records import RECORD_COLUMNS, as_table, empty_records, to_pandas
 from signals_dagster.redact import redact_secrets
 from signals_dagster.sinks.formats import decode, encode
@@ -30,10 +33,18 @@ _DENIED = ("AccessDenied", "403", "AllAccessDisabled")
 CONTRACT_METADATA = "signals.contract"
 
 
+def client_config(config: S3Config) -> Any:
+    """The botocore Config of a sink's client: its retries, and path-style addressing for
+    latte's `force_path_style: true` (false keeps botocore's own choice)."""
+    from botocore.config import Config
+
+    addressing = {"s3": {"addressing_style": "path"}} if config.force_path_style else {}
+    return Config(retries={"max_attempts": config.retries, "mode": "standard"}, **addressing)
+
+
 def default_client(config: S3Config) -> Any:
     """A plain boto3 client from the standard AWS chain (used without the Dagster layer)."""
     import boto3
-    from botocore.config import Config
 
     return boto3.session.Session().client(
         "s3",
@@ -42,7 +53,7 @@ def default_client(config: S3Config) -> Any:
         aws_access_key_id=config.aws_access_key_id,
         aws_secret_access_key=_secret(config.aws_secret_access_key),
         aws_session_token=_secret(config.aws_session_token),
-        config=Config(retries={"max_attempts": config.retries, "mode": "standard"}),
+        config=client_config(config),
     )
 
 
@@ -76,15 +87,65 @@ def date_key(spec: CollectorSpec, partition_key: str | None, records: Any) -> st
     return start.astimezone(UTC).strftime(WINDOW_KEY_FMT)
 
 
+def _head(config: S3Config) -> str:
+    return f"{config.prefix}/" if config.prefix else ""
+
+
 def metric_prefix(config: S3Config, spec: CollectorSpec) -> str:
-    """`{prefix}/metric={name}/` (no leading slash when the prefix is empty)."""
-    head = f"{config.prefix}/" if config.prefix else ""
-    return f"{head}metric={spec.metric.name}/"
+    """`{prefix}/metric={name}/` (no leading slash when the prefix is empty).
+
+    A sink with latte's `partition` has no such folder (its objects are under
+    `{prefix}/{partition}/`, see `collector_objects`): SinkError rather than a prefix that
+    holds none of them (a listing under it would find nothing)."""
+    if config.partition is not None:
+        raise SinkError(
+            f"s3 sink s3://{config.bucket}/{_head(config)}: latte's partition layout "
+            f"({config.partition}) has no metric= folder; list the objects of {spec.name} "
+            "with signals_dagster.sinks.s3.collector_objects"
+        )
+    return f"{_head(config)}metric={spec.metric.name}/"
+
+
+def window_start(spec: CollectorSpec, date: str) -> datetime:
+    """The start of the window a `date` key names (a partition key, or the window key of an
+    unpartitioned collector), on the collector's clock (`partitions.timezone`)."""
+    from signals_dagster.partitioning import window_for_key, zone
+
+    try:
+        start = datetime.strptime(date, WINDOW_KEY_FMT).replace(tzinfo=UTC)
+    except ValueError:
+        return window_for_key(spec, date).start
+    return start.astimezone(zone(spec.partitions.timezone))
+
+
+def partition_path(config: S3Config, spec: CollectorSpec, date: str) -> str:
+    """latte's `partition` rendered from the window's start (unpadded: `year=2024/month=3`)."""
+    from signals_dagster.spec.templating import render_window
+
+    assert config.partition is not None
+    return render_window(config.partition, window_start(spec, date))
 
 
 def object_key(config: S3Config, spec: CollectorSpec, date: str) -> str:
     """The object key of one (collector, partition)."""
+    if config.partition is not None:
+        folder = partition_path(config, spec, date)
+        return f"{_head(config)}{folder}/{spec.asset_name}.{date}.{config.extension}"
     return f"{metric_prefix(config, spec)}date={date}/{spec.asset_name}.{config.format}"
+
+
+def _object_date(config: S3Config, spec: CollectorSpec, key: str) -> str | None:
+    """The window key of one of the collector's objects in latte's layout (None: not one)."""
+    name = key.rsplit("/", 1)[-1]
+    head, tail = f"{spec.asset_name}.", f".{config.extension}"
+    if not key.startswith(_head(config)) or not name.startswith(head) or not name.endswith(tail):
+        return None
+    date = name[len(head) : len(name) - len(tail)]
+    try:
+        expected = object_key(config, spec, date)
+    except (CollectorError, ValueError):
+        return None
+    return date if expected == key else None
 
 
 class S3Access:
@@ -223,6 +284,37 @@ class S3Access:
             raise self.error(exc, f"listing {self.uri(prefix)}") from None
         return best
 
+    def collector_objects(self, spec: CollectorSpec) -> list[tuple[str, str]]:
+        """(key, window key) of every object of a collector under this sink, in key order."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        config = self.config
+        if config.partition is None:
+            head, tail = metric_prefix(config, spec), f"/{spec.asset_name}.{config.format}"
+        else:
+            head, tail = _head(config), f".{config.extension}"
+        found: list[tuple[str, str]] = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=config.bucket, Prefix=head
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    key = str(item["Key"])
+                    if not key.endswith(tail):
+                        continue
+                    if config.partition is not None:
+                        date = _object_date(config, spec, key)
+                    else:
+                        date = key[len(head) + len("date=") : len(key) - len(tail)]
+                        if not key.startswith(f"{head}date=") or "/" in date:
+                            date = None
+                    if date is not None:
+                        found.append((key, date))
+        except (BotoCoreError, ClientError) as exc:
+            raise self.error(exc, f"listing {self.uri(head)}") from None
+        return sorted(found)
+
     def close(self) -> None:
         """Close the client's connection pool."""
         close = getattr(self.client, "close", None)
@@ -290,7 +382,14 @@ def read_partitions(
     """Records of the given partitions, concatenated; None: the latest object of the collector."""
     s3 = S3Access(config, factory)
     try:
-        if partition_keys is None:
+        if partition_keys is None and config.partition is not None:
+            objects = s3.collector_objects(spec)  # latest window: the greatest window key
+            if not objects:
+                raise SinkError(
+                    f"no object of {spec.name} under {s3.uri(_head(config))}: materialise it first"
+                )
+            keys = [max(objects, key=lambda item: item[1])[0]]
+        elif partition_keys is None:
             prefix = metric_prefix(config, spec)
             latest = s3.latest_key(prefix, f"/{spec.asset_name}.{config.format}")
             if latest is None:

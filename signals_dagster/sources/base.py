@@ -1,6 +1,6 @@
 """The source protocol and the factory that picks an implementation by `source.type`."""
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import timedelta
@@ -8,7 +8,13 @@ from typing import Any, Protocol
 
 from signals_dagster.errors import SourceError
 from signals_dagster.spec.models import CollectorSpec
-from signals_dagster.spec.sources import DuckdbConfig, MongoConfig, PrometheusConfig, SqlConfig
+from signals_dagster.spec.sources import (
+    DuckdbConfig,
+    LakeConfig,
+    MongoConfig,
+    PrometheusConfig,
+    SqlConfig,
+)
 from signals_dagster.spec.sqltext import bind_params, collector_kind, mentions_grain
 from signals_dagster.window import Window
 
@@ -113,39 +119,80 @@ def query_shape(spec: CollectorSpec) -> QueryShape:
         from signals_dagster.sources.prometheus import prometheus_kind
 
         return QueryShape(prometheus_kind(config), False)
-    return QueryShape("snapshot", False)
+    if isinstance(config, LakeConfig):
+        from signals_dagster.sources.lake import lake_kind
+
+        kind = lake_kind(config, spec.metric.grain, spec.partitions.timezone)
+        return QueryShape(kind, mentions_grain(config.sql))
+    source = open_source(spec)  # a plug-in type: its implementation says (without connecting)
+    return QueryShape(source.kind, source.range_capable)
+
+
+def _open_sql(spec: CollectorSpec) -> Source:
+    config = spec.source.config
+    assert isinstance(config, SqlConfig)
+    from signals_dagster.sources.postgres import PostgresSource, handles
+
+    if handles(config.uri):
+        return PostgresSource(config.uri, config.sql, config.timeout)
+    from signals_dagster.sources import sqlite
+
+    if sqlite.handles(config.uri):
+        return sqlite.SqliteSource(config.uri, config.sql, config.timeout)
+    from signals_dagster.sources import duckdb
+
+    if duckdb.handles(config.uri):
+        allowed = config.allowed_paths if isinstance(config, DuckdbConfig) else ()
+        return duckdb.DuckdbSource(config.uri, config.sql, config.timeout, allowed)
+    from signals_dagster.sources.sql import SqlSource
+
+    return SqlSource(config.uri, config.sql, config.timeout)
+
+
+def _open_mongo(spec: CollectorSpec) -> Source:
+    from signals_dagster.sources.mongodb import MongoSource
+
+    assert isinstance(spec.source.config, MongoConfig)
+    return MongoSource(spec.source.config)
+
+
+def _open_prometheus(spec: CollectorSpec) -> Source:
+    from signals_dagster.sources.prometheus import PrometheusSource
+
+    assert isinstance(spec.source.config, PrometheusConfig)
+    return PrometheusSource(spec.source.config, spec.partitions.timezone)
+
+
+def _open_lake(spec: CollectorSpec) -> Source:
+    from signals_dagster.sources.lake import LakeSource
+
+    return LakeSource(spec)
+
+
+# The implementations by source type, one line each (drivers imported when a source opens);
+# plug-in types come from their packages (signals_dagster/plugins.py).
+SOURCES: dict[str, Callable[[CollectorSpec], Source]] = {
+    "postgres": _open_sql,
+    "mysql": _open_sql,
+    "sqlite": _open_sql,
+    "duckdb": _open_sql,
+    "sql": _open_sql,
+    "mongodb": _open_mongo,
+    "prometheus": _open_prometheus,
+    "s3": _open_lake,
+}
 
 
 def open_source(spec: CollectorSpec) -> Source:
-    """The source implementation for a collector (drivers imported here, lazily)."""
-    source = spec.source
-    if isinstance(source.config, SqlConfig):
-        from signals_dagster.sources.postgres import PostgresSource, handles
+    """The source implementation for a collector: a built-in type's or a plug-in's (drivers
+    imported here, lazily; nothing connects before `session()`)."""
+    opener = SOURCES.get(spec.source.type)
+    if opener is not None:
+        return opener(spec)
+    from signals_dagster.plugins import source_plugin
 
-        if handles(source.config.uri):
-            return PostgresSource(source.config.uri, source.config.sql, source.config.timeout)
-        from signals_dagster.sources import sqlite
-
-        if sqlite.handles(source.config.uri):
-            config = source.config
-            return sqlite.SqliteSource(config.uri, config.sql, config.timeout)
-        from signals_dagster.sources import duckdb
-
-        if duckdb.handles(source.config.uri):
-            config = source.config
-            allowed = config.allowed_paths if isinstance(config, DuckdbConfig) else ()
-            return duckdb.DuckdbSource(config.uri, config.sql, config.timeout, allowed)
-        from signals_dagster.sources.sql import SqlSource
-
-        return SqlSource(source.config.uri, source.config.sql, source.config.timeout)
-    if isinstance(source.config, MongoConfig):
-        from signals_dagster.sources.mongodb import MongoSource
-
-        return MongoSource(source.config)
-    if isinstance(source.config, PrometheusConfig):
-        from signals_dagster.sources.prometheus import PrometheusSource
-
-        return PrometheusSource(source.config, spec.partitions.timezone)
-    raise NotImplementedError(
-        f"source type {source.type!r} is validated but cannot run yet in this version"
-    )
+    plugin = source_plugin(spec.source.type)
+    if plugin is None:
+        raise NotImplementedError(f"source type {spec.source.type!r} cannot run in this version")
+    source: Source = plugin.open(spec)
+    return source

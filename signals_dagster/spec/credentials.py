@@ -46,7 +46,7 @@ def field_kind(data: object, path: tuple[str | int, ...]) -> Kind | None:
     sink = sinks.get(path[1]) if isinstance(sinks, dict) else None
     kind = sink.get("type") if isinstance(sink, dict) else None
     rest = path[3:]
-    if rest == ("uri",) and kind == "http":
+    if rest == ("uri",) and kind in ("http", "sql"):
         return "uri"
     if len(rest) == 2 and rest[0] == "headers" and kind == "http":
         return "secret"
@@ -117,7 +117,7 @@ def literal_uri_passwords(data: object, actions: list[Action]) -> Iterator[Locat
     sinks = data.get("sinks")
     for name, sink in sinks.items() if isinstance(sinks, dict) else ():
         config = sink.get("config") if isinstance(sink, dict) else None
-        if isinstance(config, dict) and sink.get("type") == "http":
+        if isinstance(config, dict) and sink.get("type") in ("http", "sql"):
             for message in _uri_problems(str(config.get("uri", "")), actions):
                 yield ("sinks", name, "config", "uri"), message
 

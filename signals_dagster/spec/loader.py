@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 
 from signals_dagster.errors import Problem, SpecError
+from signals_dagster.plugins import external_sinks, external_sources
 from signals_dagster.redact import register_secret
 from signals_dagster.spec import credentials, templating, yamlpos
 from signals_dagster.spec.checks import check_guarded, check_spec
@@ -65,6 +66,7 @@ _UNION_TAGS = {"postgres", "mysql", "sqlite", "duckdb", "sql", "mongodb", "prome
     "function-after",
     "function-before",
 }
+_UNION_TAGS |= {p.type for p in external_sources()} | {p.type for p in external_sinks()}  # plug-ins
 
 
 def _message(error: Mapping[str, object]) -> str:
@@ -100,6 +102,7 @@ def _validation_problems(
         if error["type"] == "union_tag_invalid":  # an unknown type: point at the `type:` key
             ctx = error.get("ctx") or {}
             path = (*path, str(ctx.get("discriminator", "type")).strip("'"))
+        path = _written(path, pos)
         problems.append(Problem(file, pos.line_for(path), _dotted(path), _message(error)))
     return problems
 
@@ -148,6 +151,7 @@ class _Expander:
         return node
 
     def value(self, raw: str, path: tuple[str | int, ...]) -> str:
+        window = window_fields_of(self.data, path)
         kind = credentials.field_kind(self.data, path)
         allowed = credentials.credential_actions(kind, raw)
         refused = set()
@@ -166,13 +170,68 @@ class _Expander:
                     )
                 )
         value, expansions, problems = templating.expand(
-            raw, self.actions, self.env, self.policy, refused
+            raw, self.actions, self.env, self.policy, refused, window
         )
         self.problems += [(line, path, message) for line, message in problems]
         for item in expansions:
             if item.index in allowed and item.from_env:
                 register_secret(item.value)
         return value
+
+
+LAKE_SOURCE_TYPES = ("s3", "metric.s3")  # latte's metric.s3 is the lake source s3
+
+
+def window_fields_of(data: object, path: tuple[str | int, ...]) -> tuple[str, ...]:
+    """The latte window fields a value may hold, rendered from the window by its field: an S3
+    sink's `partition` (date fields), a lake source's `partition` (date fields) and its `sql`
+    (`{{.Partition}}`, the rendered partition). Nothing anywhere else."""
+    if not isinstance(data, dict):
+        return ()
+    if path[:2] == ("source", "config") and len(path) == 3:
+        source = data.get("source")
+        kind = source.get("type") if isinstance(source, dict) else None
+        if kind in LAKE_SOURCE_TYPES:
+            if path[2] == "partition":
+                return templating.DATE_FIELDS
+            if path[2] == "sql":
+                return (templating.PARTITION_FIELD,)
+        return ()
+    if len(path) != 4 or path[2:] != ("config", "partition"):
+        return ()
+    if path[0] == "sinks":
+        sinks = data.get("sinks")
+        sink = sinks.get(path[1]) if isinstance(sinks, dict) else None
+    elif path[:2] == ("on_fail", "quarantine"):
+        on_fail = data.get("on_fail")
+        sink = on_fail.get("quarantine") if isinstance(on_fail, dict) else None
+    else:
+        return ()
+    is_s3 = isinstance(sink, dict) and sink.get("type") == "s3"
+    return templating.DATE_FIELDS if is_s3 else ()
+
+
+# latte's names of keys this project spells otherwise: where a problem of the key it becomes
+# is located when the file wrote latte's (the path of `(*config, key)` → `(*config, latte's)`).
+_LATTE_KEYS = {"endpoint_url": "endpoint", "brokers": "uri", "format": "encoding"}
+
+
+def _written(path: tuple[str | int, ...], pos: Positions) -> tuple[str | int, ...]:
+    """The path of a problem as the file wrote it: latte's key for a key it became
+    (`brokers[0]` of `uri: host:port`), and for a grain the file does not state, the key it
+    came from (latte's `time.window`)."""
+    if path in pos.lines:
+        return path
+    for index, part in enumerate(path):
+        if isinstance(part, str) and part in _LATTE_KEYS and path[: index + 1] not in pos.lines:
+            latte = (*path[:index], _LATTE_KEYS[part])
+            if latte in pos.lines:
+                return latte
+    if path == ("metric", "grain"):
+        window = ("source", "config", "time", "window")
+        if window in pos.lines and ("collector", "invocation_strategy") in pos.lines:
+            return window
+    return path
 
 
 def _unprotect(message: str, actions: list[templating.Action]) -> str:
@@ -244,7 +303,8 @@ def parse_text(
     if problems:
         return None, pos, problems
     located = [
-        Problem(file, pos.line_for(path), _dotted(path), msg) for path, msg in check_spec(spec)
+        Problem(file, pos.line_for(where), _dotted(where), msg)
+        for where, msg in ((_written(path, pos), msg) for path, msg in check_spec(spec))
     ]
     located += literals
     return (None if located else spec), pos, located
@@ -376,11 +436,13 @@ def load_collectors(
         if spec is None:
             continue
         for where, msg in confinement_problems(spec, settings):
+            where = _written(where, pos)
             problems.append(Problem(file, pos.line_for(where), _dotted(where), msg))
         for where, msg in check_guarded(spec, settings.sources.allow_unguarded):
             problems.append(Problem(file, pos.line_for(where), _dotted(where), msg))
         if warnings is not None:
             for where, msg in confinement_warnings(spec, settings):
+                where = _written(where, pos)
                 warnings.append(Problem(file, pos.line_for(where), _dotted(where), msg))
         line = pos.line_for(("name",))
         if spec.name in name_lines:

@@ -1,4 +1,5 @@
-"""The collector spec: signals-collector's format plus this project's optional keys."""
+"""The collector spec: signals-collector's format (and latte's, its later name) plus this
+project's optional keys."""
 
 import functools
 import hashlib
@@ -24,7 +25,7 @@ from signals_dagster.spec.fields import (
 )
 from signals_dagster.spec.quality import Check, Freshness, OnFail
 from signals_dagster.spec.sinks import Sink
-from signals_dagster.spec.sources import Source
+from signals_dagster.spec.sources import Source, canonical_source_type
 
 DEFAULT_PARTITIONS_START = "2026-01-01"
 _OWNER = re.compile(r"^(team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
@@ -128,11 +129,26 @@ class StateStore(Model):
     config: dict[str, Any] = Field(default_factory=dict)
 
 
+InvocationStrategy = Literal["tick", "historic_tumbling_window", "incremental"]
+
+
+class Collector(Model):
+    """latte's `collector` block: what kind of collector and how it is invoked.
+
+    `tick` runs as the query says (a snapshot unless it binds the window);
+    `historic_tumbling_window` is a windowed collector over the grain (each closed window
+    collected once, backfills included); `incremental` is refused by the cross-checks."""
+
+    type: Literal["metric"] = Field(description="latte's collector type (only metric exists)")
+    invocation_strategy: InvocationStrategy = "tick"
+
+
 class CollectorSpec(Model):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]*$", max_length=200)
     description: str | None = None
     owners: list[str] = Field(default_factory=list)
     group: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_]+$")
+    collector: Collector | None = Field(default=None, description="latte compatibility")
     metric: Metric
     schedule: Schedule | None = None
     partitions: Partitions = Field(default_factory=Partitions)
@@ -156,15 +172,20 @@ class CollectorSpec(Model):
     @model_validator(mode="before")
     @classmethod
     def _grain_from_interval(cls, data: object) -> object:
-        # signals-collector files have no grain: their interval is the grain.
-        if isinstance(data, dict) and isinstance(data.get("metric"), dict):
-            schedule = data.get("schedule")
-            if (
-                "grain" not in data["metric"]
-                and isinstance(schedule, dict)
-                and schedule.get("interval")
-            ):
-                data = {**data, "metric": {**data["metric"], "grain": schedule["interval"]}}
+        # signals-collector files have no grain: their interval is the grain, except under
+        # latte's historic_tumbling_window, whose window is the source's `time.window` (the
+        # interval is how often latte looked for a closed window).
+        if not isinstance(data, dict):
+            return data
+        source = data.get("source")
+        if isinstance(source, dict) and "type" in source:
+            kind = canonical_source_type(source["type"])  # latte's `metric.postgres`...
+            if kind != source["type"]:
+                data = {**data, "source": {**source, "type": kind}}
+        if isinstance(data.get("metric"), dict) and "grain" not in data["metric"]:
+            grain = tumbling_window(data) or _interval(data)
+            if grain:
+                data = {**data, "metric": {**data["metric"], "grain": grain}}
         return data
 
     @field_validator("owners")
@@ -179,6 +200,11 @@ class CollectorSpec(Model):
     def asset_name(self) -> str:
         """Dagster asset key: every character outside [A-Za-z0-9_] becomes '_'."""
         return asset_name(self.name)
+
+    @property
+    def invocation_strategy(self) -> InvocationStrategy:
+        """latte's invocation strategy (`tick` when the file has no `collector` block)."""
+        return self.collector.invocation_strategy if self.collector else "tick"
 
     @property
     def contract(self) -> Contract | None:
@@ -201,3 +227,23 @@ class CollectorSpec(Model):
 def asset_name(name: str) -> str:
     """Dagster asset key for a collector name."""
     return re.sub(r"[^A-Za-z0-9_]", "_", name)
+
+
+def _interval(data: dict[str, Any]) -> object:
+    schedule = data.get("schedule")
+    return schedule.get("interval") if isinstance(schedule, dict) else None
+
+
+def tumbling_window(data: object) -> object:
+    """The `source.config.time.window` of a latte historic_tumbling_window collector (its
+    grain when `metric.grain` is absent), from the unvalidated file data; None otherwise."""
+    if not isinstance(data, dict):
+        return None
+    collector, source = data.get("collector"), data.get("source")
+    if not isinstance(collector, dict) or not isinstance(source, dict):
+        return None
+    if collector.get("invocation_strategy") != "historic_tumbling_window":
+        return None
+    config = source.get("config")
+    time = config.get("time") if isinstance(config, dict) else None
+    return time.get("window") if isinstance(time, dict) else None

@@ -1,13 +1,15 @@
 """Source configurations: a closed union discriminated by `type`."""
 
 import json
-from typing import Annotated, Any, Literal
+import re
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args
 from urllib.parse import parse_qsl
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, ByteSize, Field, ValidationInfo, field_validator
 
+from signals_dagster.plugins import external_sources, typed_model
 from signals_dagster.spec.base import Model
-from signals_dagster.spec.fields import Duration, PositiveDuration
+from signals_dagster.spec.fields import Duration, PositiveDuration, Timezone
 from signals_dagster.spec.uris import check_http_uri, check_mongo_uri, check_sql_uri, parse_sql_url
 
 Strategy = Literal["tick", "historic_tumbling_window"]
@@ -218,6 +220,118 @@ class PrometheusConfig(Model):
         return value.strip() if value is not None else None
 
 
+LakeColumnType = Literal[
+    "varchar", "bigint", "double", "boolean", "date", "timestamp", "timestamptz"
+]
+
+
+class LakeConfig(Model):
+    """DuckDB SQL over the window's Parquet, JSON or CSV objects of one bucket and prefix in an
+    S3 API store (sources/lake.py): the table `lake`, or latte's
+    `read_parquet('s3://bucket/prefix/{{.Partition}}')`. Credentials: the AWS chain only."""
+
+    bucket: str = Field(
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$", description="The bucket it reads"
+    )
+    prefix: str = Field(default="", description="The data set's folder in the bucket")
+    partition: str | None = Field(
+        default=None,
+        description="The window's objects: date={{.Year}}-{{.Month}}-{{.Day}}, "
+        "year={{.Year}}/month={{.Month}}/day={{.Day}}/*.parquet (no pattern: every object)",
+    )
+    format: Literal["parquet", "json", "csv"] | None = Field(
+        default=None,
+        description="parquet, json (JSON lines or arrays; jsonl too) or csv; by default the "
+        "reader the sql calls (read_json_auto...), else parquet",
+    )
+    endpoint: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("endpoint", "endpoint_url"),
+        description="S3 API endpoint, host:port or an http(s) URL (absent: AWS S3)",
+    )
+    region: str | None = Field(
+        default=None, description="The bucket's region (absent: the AWS chain's, else us-east-1)"
+    )
+    sql: str = Field(min_length=1, description="DuckDB SQL over the table lake; returns value")
+    partition_timezone: Timezone | None = Field(
+        default=None, description="The clock the pattern is rendered on (partitions.timezone)"
+    )
+    padding: Literal["auto", "unpadded", "padded"] = Field(
+        default="auto",
+        description="month=3 (latte) or month=03 (Hive, Spark); auto: as the layout has it",
+    )
+    columns: dict[str, LakeColumnType] | None = Field(
+        default=None, description="The table of a window without objects (absent: an error)"
+    )
+    max_bytes: ByteSize = Field(
+        default=ByteSize(2 * 1024**3), description="Most object bytes one query reads"
+    )
+    timeout: PositiveDuration = Field(  # type: ignore[assignment]
+        default=60, description="Reading the window's objects, and then the query, each"
+    )
+    retries: int = Field(default=4, ge=0, le=10, description="retries after the first attempt")
+
+    @field_validator("prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        value = value.strip("/")
+        if re.search(r"[*?\[{}]", value) or ".." in value.split("/"):
+            raise ValueError("prefix must be a plain folder path (no glob, template or '..')")
+        return value
+
+    @field_validator("partition")
+    @classmethod
+    def _partition(cls, value: str | None) -> str | None:
+        from signals_dagster.spec.sinks import check_partition_template
+
+        return None if value is None else check_partition_template(value, glob=True)
+
+    @field_validator(
+        "format",
+        mode="before",
+        json_schema_input_type=Literal["parquet", "json", "jsonl", "ndjson", "csv"] | None,
+    )
+    @classmethod
+    def _format(cls, value: object) -> object:
+        return "json" if value in ("jsonl", "ndjson") else value
+
+    @field_validator("endpoint")
+    @classmethod
+    def _endpoint(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        return check_http_uri(value if "://" in value else f"https://{value}")
+
+    @field_validator("sql")
+    @classmethod
+    def _sql(cls, value: str, info: ValidationInfo) -> str:
+        from signals_dagster.sources.lake import sql_problems
+
+        if not value.strip():
+            raise ValueError("sql must not be empty")
+        if "bucket" in info.data:
+            bucket, prefix = info.data["bucket"], info.data.get("prefix", "")
+            problems = sql_problems(value, bucket, prefix, info.data.get("format"))
+            if problems:
+                raise ValueError("; ".join(problems))
+        return value
+
+    @property
+    def uri(self) -> str:
+        """s3://bucket/prefix/ — where the objects are (shown in metadata and logs)."""
+        return f"s3://{self.bucket}/{self.prefix + '/' if self.prefix else ''}"
+
+    @property
+    def endpoint_url(self) -> str | None:
+        """The endpoint as a URL (latte's `host:port` → https://host:port)."""
+        return self.endpoint
+
+    @property
+    def query(self) -> str:
+        """The query text (as the UI shows a source's query)."""
+        return self.sql
+
+
 class _Source(Model):
     strategy: Strategy | None = Field(default=None, description="signals-collector compatibility")
     pool: str | None = Field(default=None, description="Dagster pool limiting concurrent queries")
@@ -258,15 +372,63 @@ class PrometheusSource(_Source):
     config: PrometheusConfig
 
 
+class LakeSource(_Source):
+    type: Literal["s3"]
+    config: LakeConfig
+
+
 SqlSource = PostgresSource | MysqlSource | SqliteSource | DuckdbSource | GenericSqlSource
-Source = Annotated[
-    PostgresSource
-    | MysqlSource
-    | SqliteSource
-    | DuckdbSource
-    | GenericSqlSource
-    | MongoSource
-    | PrometheusSource,
-    Field(discriminator="type"),
-]
+# The source types: the built-in ones, then those of installed plug-in packages (entry point
+# group `signals_dagster.sources`, see signals_dagster/plugins.py), validated alike.
+BUILTIN_SOURCES: tuple[type[_Source], ...] = (
+    PostgresSource,
+    MysqlSource,
+    SqliteSource,
+    DuckdbSource,
+    GenericSqlSource,
+    MongoSource,
+    PrometheusSource,
+    LakeSource,
+)
+PLUGIN_SOURCES = tuple(typed_model(plugin, _Source) for plugin in external_sources())
+if TYPE_CHECKING:  # what type checkers see: the built-in types
+    Source = Annotated[
+        PostgresSource
+        | MysqlSource
+        | SqliteSource
+        | DuckdbSource
+        | GenericSqlSource
+        | MongoSource
+        | PrometheusSource
+        | LakeSource,
+        Field(discriminator="type"),
+    ]
+else:
+    Source = Annotated[Union[(*BUILTIN_SOURCES, *PLUGIN_SOURCES)], Field(discriminator="type")]
 SQL_TYPES = ("postgres", "mysql", "sqlite", "duckdb", "sql")
+
+# latte's source types: the same configs under this project's names (`metric.s3` is the lake
+# source `s3`). An alias resolves only to a type the union has (see canonical_source_type).
+SOURCE_TYPE_ALIASES = {
+    "metric.postgres": "postgres",
+    "metric.mongodb": "mongodb",
+    "metric.prometheus": "prometheus",
+    "metric.s3": "s3",
+}
+
+
+def source_types() -> tuple[str, ...]:
+    """The `type` tags of the Source union, read from the union itself."""
+    union = get_args(Source)[0]
+    return tuple(
+        tag
+        for member in get_args(union)
+        for tag in get_args(member.model_fields["type"].annotation)
+    )
+
+
+def canonical_source_type(tag: object) -> object:
+    """The union's own name for a source type written with latte's name (`metric.postgres` →
+    `postgres`); any other value unchanged, and so an alias whose type is missing."""
+    target = SOURCE_TYPE_ALIASES.get(tag) if isinstance(tag, str) else None
+    return target if target is not None and target in source_types() else tag

@@ -2,7 +2,13 @@
 
 Collector files: `protect` swaps actions for placeholders, the YAML is parsed, then `expand` fills
 each string value (the loader checks which variables may reach which field). `render` expands a
-whole text and is kept for the deployment's own settings file. Nothing else is templated.
+whole text and is kept for the deployment's own settings file.
+
+latte's window fields (`{{.Year}}`, `{{.Month}}`, `{{.Day}}`, `{{.Hour}}`, `{{.Minute}}` and
+`{{.Partition}}`) are not evaluated at load time: in the few fields that render them from the
+window (an S3 sink's `partition`, a lake source's `partition` and `sql`) they stay in the parsed
+value in their canonical form `{{.Year}}`, and `render_window` fills them from the window's start
+when that field is used; anywhere else they are errors. Nothing else is templated.
 """
 
 import fnmatch
@@ -12,6 +18,7 @@ import os
 import re
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 _ACTION = re.compile(r"\{\{(-?)(.*?)(-?)\}\}", re.DOTALL)
 _TOKEN = re.compile(r'\s*(?:"((?:[^"\\]|\\.)*)"|`([^`]*)`|([A-Za-z_][A-Za-z0-9_.]*)|(\S+))')
@@ -51,6 +58,11 @@ def _evaluate(body: str, env: Mapping[str, str]) -> str:
     if not tokens:
         raise ValueError("empty template action {{ }}")
     kind, name = tokens[0]
+    if window_field(body) is not None:
+        raise ValueError(
+            f"unknown template function {name!r}: latte's window fields are rendered from the "
+            f"window only in {WINDOW_TEMPLATE_FIELDS}"
+        )
     if kind != "ident" or name not in _ARITY:
         raise ValueError(f"unknown template function {name!r} (known: getEnv, getEnvOrDefault)")
     args = tokens[1:]
@@ -203,9 +215,13 @@ def expand(
     env: Mapping[str, str],
     policy: Policy,
     refused: Collection[int] = (),
+    window: Collection[str] = (),
 ) -> tuple[str, list[Expansion], list[tuple[int, str]]]:
     """Evaluate the placeholders of one parsed string (`refused` ones give '' unread);
-    return the value, what was expanded and the (line, problem) of failed actions."""
+    return the value, what was expanded and the (line, problem) of failed actions.
+
+    `window`: the window fields this string may hold (see `window_fields_of`); they stay in
+    the value as `{{.Name}}`, rendered later from the window by the field that uses them."""
     problems: list[tuple[int, str]] = []
     expansions: list[Expansion] = []
 
@@ -217,6 +233,9 @@ def expand(
         if action.problem is not None:
             problems.append((action.line, action.problem))
             return ""
+        field = window_field(action.body)
+        if field is not None and field in window:
+            return window_action(field)
         name = action.variable
         if name is not None and not policy.allows(name):
             problems.append(
@@ -233,3 +252,81 @@ def expand(
         return value
 
     return PLACEHOLDER.sub(one, raw), expansions, problems
+
+
+# --- latte's window fields (rendered from the window, never from the wall clock) --------------
+
+DATE_FIELDS = ("Year", "Month", "Day", "Hour", "Minute")
+PARTITION_FIELD = "Partition"  # a lake source's rendered `partition`, inside its `sql`
+WINDOW_TEMPLATE_FIELDS = (
+    "an S3 sink's partition, a lake source's partition ({{.Year}} {{.Month}} {{.Day}} "
+    "{{.Hour}} {{.Minute}}) and {{.Partition}} in a lake source's sql"
+)
+_FIELD_BODY = re.compile(r"^\s*\.([A-Za-z]+)\s*$")
+_WINDOW_ACTION = re.compile(r"\{\{\.([A-Za-z]+)\}\}")
+
+
+def window_field(body: str) -> str | None:
+    """The latte window field an action body names (`.Year` → 'Year'); None for anything else
+    (a function call, an unknown field such as `.Values.host`)."""
+    match = _FIELD_BODY.match(body)
+    name = match[1] if match else None
+    return name if name in (*DATE_FIELDS, PARTITION_FIELD) else None
+
+
+def window_action(field: str) -> str:
+    """The canonical text a window field keeps in a parsed value: `{{.Year}}`."""
+    return "{{." + field + "}}"
+
+
+def window_fields(text: str) -> list[str]:
+    """The window fields a parsed value holds, in order (`{{.Year}}` → 'Year')."""
+    return _WINDOW_ACTION.findall(text)
+
+
+def has_window_fields(text: str) -> bool:
+    """Whether a parsed value holds any window field."""
+    return _WINDOW_ACTION.search(text) is not None
+
+
+def strip_window_fields(text: str) -> str:
+    """The literal text of a parsed value around its window fields."""
+    return _WINDOW_ACTION.sub("", text)
+
+
+def date_parts(moment: datetime) -> dict[str, str]:
+    """The date fields of an instant on its own wall clock, unpadded as latte renders them
+    (`year=2024/month=3/day=1`)."""
+    return {
+        "Year": str(moment.year),
+        "Month": str(moment.month),
+        "Day": str(moment.day),
+        "Hour": str(moment.hour),
+        "Minute": str(moment.minute),
+    }
+
+
+def render_window(text: str, start: datetime, partition: str | None = None) -> str:
+    """Fill the window fields of a parsed value from the window's start.
+
+    `start` is the window's start on the collector's clock (`partitions.timezone`, as
+    `signals_dagster.partitioning` gives windows); `partition` is what `{{.Partition}}` stands
+    for (a lake source's rendered `partition`), and without it `{{.Partition}}` is an error."""
+    parts = date_parts(start)
+    if partition is not None:
+        parts[PARTITION_FIELD] = partition
+
+    def one(match: re.Match[str]) -> str:
+        name = match[1]
+        if name not in parts:
+            raise ValueError(f"template field {{{{.{name}}}}} has no value here")
+        return parts[name]
+
+    return _WINDOW_ACTION.sub(one, text)
+
+
+def render_lake_sql(sql: str, partition: str, start: datetime) -> str:
+    """A lake source's SQL with `{{.Partition}}` replaced by its `partition` pattern rendered
+    from the window (a path made of the window's date parts and the pattern's own safe text,
+    never a value supplied at run time)."""
+    return render_window(sql, start, render_window(partition, start))
