@@ -48,9 +48,15 @@ class SinkPlugin:
     open: Callable[[Any, Any], Any]
 
 
+@functools.cache
+def _entry_points() -> Any:
+    """Every installed entry point, read once (each scan reads every distribution's metadata)."""
+    return entry_points()
+
+
 def _load(group: str, kind: builtins.type) -> tuple[Any, ...]:
     found: list[Any] = []
-    for point in sorted(entry_points(group=group), key=lambda p: p.name):
+    for point in sorted(_entry_points().select(group=group), key=lambda p: p.name):
         try:
             plugin: Any = point.load()
         except Exception as exc:  # a broken package names itself, not a traceback
