@@ -502,9 +502,8 @@ def _sql_uri(backends: str, options: bool) -> Handler:
 
 
 def _owners(gen: _Inputs, json: Json) -> Json:
-    from signals_dagster.spec import models
 
-    return _constrain_items(gen, json, pattern=models._OWNER.pattern)
+    return _constrain_items(gen, json, pattern=fields.OWNER.pattern)
 
 
 def _time_expression(gen: _Inputs, json: Json) -> Json:

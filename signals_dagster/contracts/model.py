@@ -6,11 +6,10 @@ from typing import Literal
 from pydantic import Field, StrictInt, field_validator, model_validator
 
 from signals_dagster.spec.base import Model
-from signals_dagster.spec.fields import MetricName, TagKey, TagValue
+from signals_dagster.spec.fields import MetricName, TagKey, TagValue, check_owners
 from signals_dagster.spec.quality import Check, check_names_problems
 
 STABILITY_ORDER = ("development", "stable", "deprecated")
-_OWNER = re.compile(r"^(team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
 _RESERVED_TAGS = ("value", "grain_datetime")
 
 
@@ -182,10 +181,7 @@ class Contract(Model):
     @field_validator("owners")
     @classmethod
     def _owners(cls, value: list[str]) -> list[str]:
-        for owner in value:
-            if not _OWNER.match(owner):
-                raise ValueError(f"owner {owner!r} must be an email or team:name")
-        return value
+        return check_owners(value)
 
     @property
     def label(self) -> str:

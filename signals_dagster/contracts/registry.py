@@ -10,6 +10,8 @@ from pydantic import ValidationError
 from signals_dagster.contracts.model import Contract, RegistryFile
 from signals_dagster.errors import Problem
 from signals_dagster.spec import yamlpos
+from signals_dagster.spec.located import dotted as _dotted
+from signals_dagster.spec.located import pydantic_message as _message
 from signals_dagster.spec.yamlpos import Positions
 
 LOCK_NAME = "metrics.lock.json"
@@ -57,13 +59,6 @@ class Registry:
         return bool(self.files)
 
 
-def _dotted(path: Iterable[str | int]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "<root>"
-
-
 def _data_path(raw: object, loc: Sequence[str | int]) -> Path_:
     """The part of a pydantic location that is in the data (a missing key is kept last)."""
     path: list[str | int] = []
@@ -82,19 +77,6 @@ def _data_path(raw: object, loc: Sequence[str | int]) -> Path_:
             break
         path.append(part)
     return tuple(path)
-
-
-def _message(error: dict[str, object]) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required"
-    if kind == "string_pattern_mismatch":
-        ctx = error.get("ctx") or {}
-        assert isinstance(ctx, dict)
-        return f"invalid value {error.get('input')!r} (must match {ctx.get('pattern')})"
-    return str(error["msg"]).removeprefix("Value error, ")
 
 
 def parse_registry(text: str, file: str) -> tuple[list[tuple[Contract, Located]], list[Problem]]:

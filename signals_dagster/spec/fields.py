@@ -138,3 +138,14 @@ def _positive(delta: timedelta) -> timedelta:
     if delta.total_seconds() <= 0:
         raise ValueError("must be a positive duration")
     return delta
+
+
+OWNER = re.compile(r"^(team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
+
+
+def check_owners(value: list[str]) -> list[str]:
+    """Owners are e-mail addresses or `team:name` (collectors and contracts alike)."""
+    for owner in value:
+        if not OWNER.match(owner):
+            raise ValueError(f"owner {owner!r} must be an email or team:name")
+    return value

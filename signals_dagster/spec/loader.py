@@ -17,6 +17,8 @@ from signals_dagster.redact import register_secret
 from signals_dagster.spec import credentials, templating, yamlpos
 from signals_dagster.spec.checks import check_guarded, check_spec
 from signals_dagster.spec.credentials import literal_credentials, literal_uri_passwords
+from signals_dagster.spec.located import dotted as _dotted
+from signals_dagster.spec.located import pydantic_message as _message
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.yamlpos import Positions
 
@@ -24,13 +26,6 @@ if TYPE_CHECKING:
     from signals_dagster.settings import Settings, TemplatingSettings
 
 YAML_SUFFIXES = (".yaml", ".yml")
-
-
-def _dotted(path: Iterable[str | int]) -> str:
-    text = ""
-    for part in path:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
-    return text or "<root>"
 
 
 def _data_path(raw: object, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
@@ -67,30 +62,6 @@ _UNION_TAGS = {"postgres", "mysql", "sqlite", "duckdb", "sql", "mongodb", "prome
     "function-before",
 }
 _UNION_TAGS |= {p.type for p in external_sources()} | {p.type for p in external_sinks()}  # plug-ins
-
-
-def _message(error: Mapping[str, object]) -> str:
-    kind = error["type"]
-    msg = str(error["msg"])
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required"
-    if kind == "union_tag_invalid":
-        ctx = error.get("ctx") or {}
-        assert isinstance(ctx, dict)
-        return f"unknown type {ctx.get('tag')!r} (expected one of {ctx.get('expected_tags')})"
-    if kind == "string_pattern_mismatch":
-        ctx = error.get("ctx") or {}
-        assert isinstance(ctx, dict)
-        return f"invalid value {error.get('input')!r} (must match {ctx.get('pattern')})"
-    if kind == "union_tag_not_found":
-        return "type is required"
-    if kind == "too_short":  # pydantic says "Dictionary should have ... after validation"
-        ctx = error.get("ctx") or {}
-        assert isinstance(ctx, dict)
-        return f"must have at least {ctx.get('min_length')} item(s), got {ctx.get('actual_length')}"
-    return msg.removeprefix("Value error, ")
 
 
 def _validation_problems(

@@ -21,6 +21,7 @@ from signals_dagster.spec.fields import (
     TagKey,
     TagValue,
     Timezone,
+    check_owners,
     grain_timedelta,
 )
 from signals_dagster.spec.quality import Check, Freshness, OnFail
@@ -28,7 +29,6 @@ from signals_dagster.spec.sinks import Sink
 from signals_dagster.spec.sources import Source, canonical_source_type
 
 DEFAULT_PARTITIONS_START = "2026-01-01"
-_OWNER = re.compile(r"^(team:[A-Za-z0-9_.-]+|[^@\s]+@[^@\s]+\.[^@\s]+)$")
 
 
 class Tag(Model):
@@ -191,10 +191,7 @@ class CollectorSpec(Model):
     @field_validator("owners")
     @classmethod
     def _owners(cls, value: list[str]) -> list[str]:
-        for owner in value:
-            if not _OWNER.match(owner):
-                raise ValueError(f"owner {owner!r} must be an email or team:name")
-        return value
+        return check_owners(value)
 
     @functools.cached_property
     def asset_name(self) -> str:
