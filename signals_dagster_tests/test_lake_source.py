@@ -452,6 +452,19 @@ def test_max_bytes_refuses_before_reading(lake_spec, lake, proxy):
     assert proxy.seen(lake.bucket).gets == Counter()
 
 
+def test_json_arrays_and_compressed_json_lines(lake_spec, lake, s3_server):
+    client = s3_server.client()
+    rows = [{"ts": "2026-01-05T10:00:00Z", "account": "acme", "amount": 2}]
+    lines = b'{"ts": "2026-01-05T11:00:00.5+01:00", "account": "acme", "amount": 3}\n'
+    client.put_object(Bucket=lake.bucket, Key="arr/date=2026-1-5/a.json", Body=json.dumps(rows))
+    client.put_object(
+        Bucket=lake.bucket, Key="arr/date=2026-1-5/b.json.gz", Body=gzip.compress(lines)
+    )
+    spec = lake_spec(prefix="arr", config="    format: json\n")  # ts typed: it binds
+    (collected,) = run(spec, "2026-01-05")
+    assert by_account(collected) == {"acme": 5.0}
+
+
 def test_not_parquet_names_the_object(lake_spec, lake):
     spec = lake_spec(prefix="csv", config="    format: parquet\n    padding: padded\n")
     with pytest.raises(

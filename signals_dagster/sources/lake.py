@@ -432,43 +432,46 @@ class LakeSession:
         kind = self.source.format
         try:
             if kind == "parquet":
-                return _normalised(pq.read_table(pa.BufferReader(data)), False)
+                return pq.read_table(pa.BufferReader(data))  # typed by the file itself
             codec = next((c for end, c in _COMPRESSION.items() if item.key.endswith(end)), None)
             body = pa.BufferReader(data) if codec is None else pa.input_stream(data, codec)
             if kind == "csv":
-                return _normalised(pcsv.read_csv(body), True)
+                return _typed(pcsv.read_csv(body))
             text = body.read()
             try:
-                return _normalised(pjson.read_json(pa.BufferReader(text)), True)
+                return _typed(pjson.read_json(pa.BufferReader(text)))
             except pa.ArrowInvalid:  # not JSON lines: one JSON array of objects, as DuckDB reads
                 rows = json.loads(text)
                 if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
                     raise
-                return _normalised(pa.Table.from_pylist(rows), True)
+                return _typed(pa.Table.from_pylist(rows))
         except (pa.ArrowException, ValueError) as exc:  # the object is not of that format
             detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SourceError(f"{self.store.url(item.key)} is not {kind}: {detail}") from None
 
 
-def _normalised(table: "pa.Table", text: bool) -> "pa.Table":
-    """Timestamps in microseconds (the unit DuckDB keeps) and, from a text format, string
-    columns whose every value is an ISO-8601 timestamp or date typed as such, as DuckDB's
-    read_json_auto / read_csv_auto detect them: with an offset TIMESTAMPTZ, without TIMESTAMP."""
+def _typed(table: "pa.Table") -> "pa.Table":
+    """A table parsed from text with timestamps in microseconds (DuckDB's unit; one unit for
+    every object) and string columns whose every value is an ISO-8601 date or timestamp typed
+    as such, as DuckDB's read_json_auto / read_csv_auto detect them (with an offset:
+    TIMESTAMPTZ)."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     for index, column in enumerate(table.columns):
-        kind = column.type
+        kind, name = column.type, table.field(index).name
         if pa.types.is_timestamp(kind) and kind.unit != "us":
-            table = table.set_column(
-                index, table.field(index).name, column.cast(pa.timestamp("us", kind.tz))
-            )
-        elif text and pa.types.is_string(kind) and column.null_count < len(column):
+            typed = column.cast(pa.timestamp("us", kind.tz), safe=False)
+            table = table.set_column(index, name, typed)
+        elif pa.types.is_string(kind) and column.null_count < len(column):
+            sample = pc.drop_null(column.slice(0, 64))  # a failed cast of a whole column is slow
             for target in (pa.date32(), pa.timestamp("us", "UTC"), pa.timestamp("us")):
                 try:
+                    sample.cast(target)
                     typed = column.cast(target)
                 except pa.ArrowInvalid:
                     continue
-                table = table.set_column(index, table.field(index).name, typed)
+                table = table.set_column(index, name, typed)
                 break
     return table
 
