@@ -9,11 +9,8 @@ import math
 import statistics
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
-from signals_dagster.records import value_sum
 from signals_dagster.spec.models import CollectorSpec
 from signals_dagster.spec.quality import (
     AnomalyCheck,
@@ -23,6 +20,9 @@ from signals_dagster.spec.quality import (
     RangeCheck,
 )
 from signals_dagster.window import Window
+
+if TYPE_CHECKING:  # pyarrow is imported when records are judged, not by `signals validate`
+    import pyarrow as pa
 
 
 @dataclass(frozen=True)
@@ -37,8 +37,10 @@ class Figures:
         return float(self.record_count if name == "record_count" else self.value_sum)
 
 
-def figures_of(records: pa.Table) -> Figures:
+def figures_of(records: "pa.Table") -> Figures:
     """The figures of one window's records."""
+    from signals_dagster.records import value_sum
+
     return Figures(len(records), value_sum(records.column("value")) if len(records) else 0.0)
 
 
@@ -82,7 +84,10 @@ def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else round(value, 6)
 
 
-def _range(check: RangeCheck, records: pa.Table) -> tuple[bool, str, dict[str, object]]:
+def _range(check: RangeCheck, records: "pa.Table") -> tuple[bool, str, dict[str, object]]:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     values = records.column("value")
     low = "-inf" if check.min is None else f"{check.min:g}"
     high = "inf" if check.max is None else f"{check.max:g}"
@@ -190,7 +195,7 @@ def _depth(checks: Sequence[Check]) -> int:
 
 def evaluate(
     spec: CollectorSpec,
-    windows: Sequence[tuple[Window, pa.Table]],
+    windows: Sequence[tuple[Window, "pa.Table"]],
     history: History = no_history,
 ) -> list[CheckResult]:
     """Every check of the collector on every window (in the order given: oldest first)."""
@@ -218,7 +223,7 @@ def evaluate(
 def _one(
     check: Check,
     key: str,
-    records: pa.Table,
+    records: "pa.Table",
     current: Figures,
     ordered: list[str],
     earlier: Mapping[str, Figures],
