@@ -49,6 +49,7 @@ from signals_dagster.records import record_uuid
 from signals_dagster.spec.loader import load_collectors, load_file
 from signals_dagster_tests.servers.kafka import TansuBroker, consume_all, create_topic
 from signals_dagster_tests.servers.s3 import S3Server
+from signals_dagster_tests.test_kafka_sink import failure_message
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = "pv-test-key-0123456789abcdefghijklmnop"  # 38 bytes (lower case: see `leaks`)
@@ -651,18 +652,6 @@ def test_the_search_finds_the_canary_in_any_case(shop: str) -> None:
     assert leaks(b"Canary-7F1C2B%40Example.COM") == ["canary-7f1c2b"]
     assert leaks(KEY.upper().encode()) == [KEY]
     assert leaks(pseudonym(CANARY_EMAIL).encode()) == []
-
-
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    """The step failure's message with those of its causes."""
-    failures = result.get_step_failure_events()
-    assert failures, "the run should have failed"
-    error = failures[0].step_failure_data.error
-    texts = []
-    while error is not None:
-        texts.append(error.message)
-        error = error.cause
-    return "\n".join(texts)
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,7 @@ from signals_dagster.cli import main
 from signals_dagster.orchestration.factory import build_definitions
 from signals_dagster_tests.servers.kafka import TansuBroker, consume_all, create_topic
 from signals_dagster_tests.servers.s3 import S3Server
+from signals_dagster_tests.test_kafka_sink import failure_message
 
 ROOT = Path(__file__).resolve().parents[1]
 METRIC = "qc.revenue"
@@ -644,18 +645,6 @@ def folder(tmp_path: Path) -> Path:
     path = tmp_path / "collectors"
     path.mkdir()
     return path
-
-
-def failure_message(result: dg.ExecuteInProcessResult) -> str:
-    """The step failure's message with those of its causes."""
-    failures = result.get_step_failure_events()
-    assert failures, "the run should have failed"
-    error = failures[0].step_failure_data.error
-    texts = []
-    while error is not None:
-        texts.append(error.message)
-        error = error.cause
-    return "\n".join(texts)
 
 
 def check_history(
