@@ -175,16 +175,3 @@ def enforce(contract: Contract | None, windows: Sequence[tuple[str, pa.Table]]) 
     if contract is None:
         return []
     return [check_records(contract, key, records) for key, records in windows]
-
-
-def raise_for(verdicts: Sequence[Verdict]) -> None:
-    """A ContractViolation naming every failing window and violation (nothing when all pass)."""
-    failing = [v for v in verdicts if not v.passed]
-    if not failing:
-        return
-    lines = [line for verdict in failing for line in verdict.messages()]
-    windows = ", ".join(v.window for v in failing)
-    raise ContractViolation(
-        f"contract violated in {_plural(len(failing), 'window')} ({windows}); nothing was "
-        "published:\n  " + "\n  ".join(lines)
-    )
