@@ -16,9 +16,9 @@ from signals_dagster.quality.checks import CheckResult, Figures, History, collec
 from signals_dagster.quality.gate import Outcome
 from signals_dagster.quality.policies import Policy
 from signals_dagster.spec.models import CollectorSpec
+from signals_dagster.spec.quality import CONTRACT_CHECK
 from signals_dagster.window import Window
 
-CONTRACT_CHECK = "contract"
 SHOWN_VIOLATIONS = 10
 
 

@@ -36,9 +36,9 @@ from signals_dagster.partitioning import last_closed_window, partitioning, windo
 from signals_dagster.redact import redact
 from signals_dagster.spec.fields import format_duration
 from signals_dagster.spec.models import CollectorSpec
+from signals_dagster.spec.quality import FRESHNESS_CHECK
 from signals_dagster.window import Window
 
-FRESHNESS_CHECK = "freshness"
 SENSOR_INTERVAL = timedelta(minutes=5)
 MAX_WINDOWS = 10_000  # the newest windows of a (very long) lookback watched
 MAX_ALERTS = 20  # new alerts per tick; the others wait for the next ticks

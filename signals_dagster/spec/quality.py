@@ -105,7 +105,9 @@ class Freshness(Model):
     lookback: PositiveDuration = Field(description="How far back windows are watched")
 
 
-RESERVED_CHECKS = ("contract", "freshness")
+CONTRACT_CHECK = "contract"  # the asset check of a metric's contract
+FRESHNESS_CHECK = "freshness"  # the asset check of missing windows
+RESERVED_CHECKS = (CONTRACT_CHECK, FRESHNESS_CHECK)
 
 
 def check_names_problems(checks: list[Check], taken: set[str]) -> list[tuple[int, str]]:
