@@ -5,8 +5,9 @@ order), timestamp and grain_datetime (UTC, microseconds). pandas is imported onl
 to and from DataFrames (derived assets, read-back), never on the collection path.
 """
 
+import functools
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -219,15 +220,41 @@ def json_number(value: float) -> int | float:
 
 
 def to_dicts(records: Any) -> list[dict[str, Any]]:
-    """Records as the seed's JSON objects (ISO-8601 Z timestamps; integral values as ints)."""
+    """Records as the seed's JSON objects (ISO-8601 Z timestamps; integral values as ints).
+
+    Column by column: the dictionary-encoded columns (name, type, timestamp, grain_datetime)
+    are converted once per distinct value, then picked by their indices."""
     table = as_table(records)
-    rows = table.to_pylist()
-    for row in rows:
-        row["value"] = json_number(float(row["value"]))
-        row["tags"] = dict(row["tags"])
-        row["timestamp"] = iso_z(row["timestamp"], millis=True)
-        row["grain_datetime"] = iso_z(row["grain_datetime"])
-    return rows
+    if not len(table):
+        return []
+    stamp = functools.partial(iso_z, millis=True)
+    columns = {
+        "uuid": table.column("uuid").to_pylist(),
+        "name": _decoded(table.column("name"), str),
+        "value": [json_number(float(v)) for v in table.column("value").to_pylist()],
+        "type": _decoded(table.column("type"), str),
+        "tags": [dict(t) for t in table.column("tags").to_pylist()],
+        "timestamp": _decoded(table.column("timestamp"), stamp),
+        "grain_datetime": _decoded(table.column("grain_datetime"), iso_z),
+    }
+    values = [columns[name] for name in RECORD_COLUMNS]
+    return [dict(zip(RECORD_COLUMNS, row, strict=True)) for row in zip(*values, strict=True)]
+
+
+def _decoded(column: pa.ChunkedArray, convert: Callable[[Any], Any]) -> list[Any]:
+    """A dictionary-encoded column as Python values, `convert` applied once per distinct one
+    (of those the chunk uses: a slice keeps its whole table's dictionary)."""
+    found: list[Any] = []
+    for chunk in column.chunks:
+        indices = chunk.indices.to_pylist()
+        dictionary = chunk.dictionary
+        converted: dict[int, Any] = {}
+        for i in set(indices):
+            if i is not None:
+                value = dictionary[i].as_py()
+                converted[i] = None if value is None else convert(value)
+        found += [None if i is None else converted[i] for i in indices]
+    return found
 
 
 def from_dicts(items: Iterable[dict[str, Any]]) -> "pd.DataFrame":
