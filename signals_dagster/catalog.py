@@ -35,16 +35,15 @@ def collectors_dir() -> str:
 def load_catalog(directory: str | None = None) -> Catalog:
     """Load (or reuse) the catalog of a folder; raises SpecError listing every problem."""
     directory = os.path.abspath(directory or collectors_dir())
-    files = collector_files([directory])
+    listed = collector_files([directory])
     lock = Path(directory) / LOCK_NAME
-    if lock.exists():
-        files.append(lock)
+    files = [*listed, lock] if lock.exists() else listed
     # Templating reads the environment: a changed variable is a changed collector.
     signature = (hash(frozenset(os.environ.items())), *((str(f), f.stat().st_mtime) for f in files))
     cached = _CACHE.get(directory)
     if cached and cached[0] == signature:
         return cached[1]
-    loaded = load_collectors([directory])
+    loaded = load_collectors([directory], files=listed)
     catalog = Catalog(
         specs={spec.name: spec for spec in loaded.values()},
         files={spec.name: path for path, spec in loaded.items()},

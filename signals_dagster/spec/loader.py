@@ -5,7 +5,7 @@ Every problem of every file is collected and raised once as a SpecError.
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -375,12 +375,14 @@ def load_collectors(
     paths: Iterable[str | os.PathLike[str]],
     env: Mapping[str, str] | None = None,
     warnings: list[Problem] | None = None,
+    files: Sequence[Path] | None = None,
 ) -> dict[Path, CollectorSpec]:
     """Load every collector under `paths`; raise one SpecError with all problems of all files.
 
     Registry files (a top-level `metrics:`) of the folders are read too: each collector is
     checked against its metric's contract and carries it. What signals.yaml allows but is
-    risky is appended to `warnings` when given."""
+    risky is appended to `warnings` when given. `files`: `collector_files(paths)` when the
+    caller has listed them already (a folder of thousands is walked once)."""
     from signals_dagster.confine import confinement_problems, confinement_warnings
     from signals_dagster.contracts.registry import is_registry_text
     from signals_dagster.settings import load_settings
@@ -394,7 +396,7 @@ def load_collectors(
     name_lines: dict[str, tuple[str, int]] = {}
     asset_names: dict[str, tuple[str, str]] = {}
     registry_texts: dict[Path, str] = {}
-    for path in collector_files(paths):
+    for path in collector_files(paths) if files is None else files:
         file = str(path)
         text = _read(path, problems)
         if text is None:
