@@ -36,8 +36,9 @@ def validate(paths: Sequence[str]) -> None:
     targets = list(paths) or [collectors_dir()]
     warnings: list[Problem] = []
     problems, policies = _policy_problems(targets)
+    files = collector_files(targets)
     try:
-        specs = load_collectors(targets, warnings=warnings)
+        specs = load_collectors(targets, warnings=warnings, files=files)
     except SpecError as exc:
         _print_problems(SpecError(exc.problems + problems))
         sys.exit(1)
@@ -46,7 +47,6 @@ def validate(paths: Sequence[str]) -> None:
         sys.exit(1)
     for warning in sorted(warnings):
         click.echo(f"warning: {warning}", err=True)
-    files = collector_files(targets)
     if not files:
         click.echo(f"no collector files (*.yaml, *.yml) in {', '.join(targets)}", err=True)
         sys.exit(1)
