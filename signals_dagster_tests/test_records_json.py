@@ -4,10 +4,12 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 from signals_dagster.records import (
     RECORD_COLUMNS,
+    as_table,
     empty_records,
     from_dicts,
     to_dicts,
@@ -200,3 +202,45 @@ def test_matches_json_dumps_on_uniform_tags(tags: list[dict], same_window: bool)
     ]
     frame = _frame(rows)
     assert to_json_values(frame) == _slow(frame)
+
+
+def _row_by_row(table: pa.Table) -> list[dict]:
+    """The records' JSON objects built one row at a time from Arrow's own row conversion."""
+    rows = table.to_pylist()
+    for row in rows:
+        value = float(row["value"])
+        row["value"] = int(value) if value.is_integer() and abs(value) < 2**53 else value
+        row["tags"] = dict(row["tags"])
+        row["timestamp"] = row["timestamp"].isoformat(timespec="milliseconds").replace(
+            "+00:00", "Z"
+        )
+        row["grain_datetime"] = row["grain_datetime"].isoformat(timespec="seconds").replace(
+            "+00:00", "Z"
+        )
+    return rows
+
+
+def test_to_dicts_of_slices_and_chunked_tables() -> None:
+    """to_dicts converts the dictionary-encoded columns once per distinct value: a slice (which
+    keeps its table's whole dictionary) and a table of several chunks (each with its own
+    dictionary) give exactly the row-by-row objects, key order included."""
+    rows = [
+        {
+            "uuid": f"u-{i}",
+            "name": ("a.count", "b.sum", "c.ünits")[i % 3],
+            "value": VALUES[i % len(VALUES)],
+            "type": ("COUNT", "GAUGE")[i % 2],
+            "tags": TAGS[i % len(TAGS)],
+            "timestamp": T0 + timedelta(milliseconds=i % 4),
+            "grain_datetime": G0 + timedelta(days=i % 7),
+        }
+        for i in range(120)
+    ]
+    table = as_table(_frame(rows))
+    chunked = pa.concat_tables([table.slice(0, 50), table.slice(50)])
+    assert chunked.column("name").num_chunks == 2
+    for part in (table, table.slice(0, 1), table.slice(37, 40), table.slice(119), chunked):
+        assert [list(r.items()) for r in to_dicts(part)] == [
+            list(r.items()) for r in _row_by_row(part)
+        ]
+    assert to_dicts(table.slice(0, 0)) == []
