@@ -211,11 +211,11 @@ def _row_by_row(table: pa.Table) -> list[dict]:
         value = float(row["value"])
         row["value"] = int(value) if value.is_integer() and abs(value) < 2**53 else value
         row["tags"] = dict(row["tags"])
-        row["timestamp"] = row["timestamp"].isoformat(timespec="milliseconds").replace(
-            "+00:00", "Z"
+        row["timestamp"] = (
+            row["timestamp"].isoformat(timespec="milliseconds").replace("+00:00", "Z")
         )
-        row["grain_datetime"] = row["grain_datetime"].isoformat(timespec="seconds").replace(
-            "+00:00", "Z"
+        row["grain_datetime"] = (
+            row["grain_datetime"].isoformat(timespec="seconds").replace("+00:00", "Z")
         )
     return rows
 
