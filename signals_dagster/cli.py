@@ -29,16 +29,18 @@ def main() -> None:
 @click.argument("paths", nargs=-1, type=click.Path())
 def validate(paths: Sequence[str]) -> None:
     """Validate collector files or folders (default: $SIGNALS_COLLECTORS_DIR or collectors/)."""
+    from pathlib import Path
+
     from signals_dagster.catalog import collectors_dir
-    from signals_dagster.contracts.registry import is_registry_text
     from signals_dagster.spec.loader import collector_files, load_collectors
 
     targets = list(paths) or [collectors_dir()]
     warnings: list[Problem] = []
     problems, policies = _policy_problems(targets)
     files = collector_files(targets)
+    registries: list[Path] = []
     try:
-        specs = load_collectors(targets, warnings=warnings, files=files)
+        specs = load_collectors(targets, warnings=warnings, files=files, registries=registries)
     except SpecError as exc:
         _print_problems(SpecError(exc.problems + problems))
         sys.exit(1)
@@ -50,7 +52,6 @@ def validate(paths: Sequence[str]) -> None:
     if not files:
         click.echo(f"no collector files (*.yaml, *.yml) in {', '.join(targets)}", err=True)
         sys.exit(1)
-    registries = [f for f in files if is_registry_text(f.read_text(encoding="utf-8"))]
     contracts = sum(1 for spec in specs.values() if spec.contract is not None)
     summary = f"ok: {len(specs)} collector(s) valid in {len(files) - len(registries)} file(s)"
     if registries:

@@ -376,13 +376,15 @@ def load_collectors(
     env: Mapping[str, str] | None = None,
     warnings: list[Problem] | None = None,
     files: Sequence[Path] | None = None,
+    registries: list[Path] | None = None,
 ) -> dict[Path, CollectorSpec]:
     """Load every collector under `paths`; raise one SpecError with all problems of all files.
 
     Registry files (a top-level `metrics:`) of the folders are read too: each collector is
     checked against its metric's contract and carries it. What signals.yaml allows but is
     risky is appended to `warnings` when given. `files`: `collector_files(paths)` when the
-    caller has listed them already (a folder of thousands is walked once)."""
+    caller has listed them already (a folder of thousands is walked once). The registry files
+    found among them are appended to `registries` when given."""
     from signals_dagster.confine import confinement_problems, confinement_warnings
     from signals_dagster.contracts.registry import is_registry_text
     from signals_dagster.settings import load_settings
@@ -403,6 +405,8 @@ def load_collectors(
             continue
         if is_registry_text(text):
             registry_texts[path] = text
+            if registries is not None:
+                registries.append(path)
             continue
         spec, pos, found = parse_text(text, file, env, policy, warnings)
         problems += found
