@@ -20,6 +20,9 @@ $(STAMP): pyproject.toml signals_dagster_tests/plugin_pkg/pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)  ## Create .venv and install everything (quick when nothing changed)
+	@# Our modules' bytecode, once: where PYTHONDONTWRITEBYTECODE is set, Python would compile
+	@# every module of the package again on each start of a command (up to date ones are skipped).
+	@$(BIN)/python -m compileall -q signals_dagster >/dev/null
 
 demo: install  ## (Re)create the demo shop database in .demo/
 	$(BIN)/python -m signals_dagster.demo

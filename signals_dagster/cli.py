@@ -2,6 +2,7 @@
 redrive records from an audit log."""
 
 import contextlib
+import gc
 import logging
 import os
 import sys
@@ -197,7 +198,13 @@ def run() -> None:
         sys.meta_path.insert(0, _WithoutPandas())
     # pydantic scans every installed distribution for plug-ins on first use (~30 ms); we use none.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
-    main()
+    try:
+        main()
+    finally:
+        # The process ends here (the command's files are closed and renamed into place): the
+        # interpreter's last cyclic collection would walk every object the imports made, a
+        # sixth of a short command's time, to free memory the exit frees anyway.
+        gc.freeze()
 
 
 if __name__ == "__main__":

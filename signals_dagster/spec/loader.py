@@ -108,6 +108,8 @@ class _Expander:
         self.problems: list[tuple[int, tuple[str | int, ...], str]] = []
 
     def walk(self, node: object, path: tuple[str | int, ...]) -> object:
+        if isinstance(node, dict | list) and path not in self.pos.templated:
+            return node  # no placeholder below (most of a file)
         if isinstance(node, dict):
             for key in node:
                 if isinstance(key, str) and templating.PLACEHOLDER.search(key):

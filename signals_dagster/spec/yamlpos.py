@@ -42,6 +42,9 @@ class Positions:
     # Plain (unquoted) scalars holding a template placeholder: their value, once expanded, is
     # typed as YAML types a plain scalar (`retries: {{ getEnv "R" }}` gives an int).
     plain_templates: set[Path] = field(default_factory=set)
+    # Every path holding a template placeholder (a value, or a key of the mapping at the path),
+    # with all its prefixes: the expander walks only into these.
+    templated: set[Path] = field(default_factory=set)
 
     def line_for(self, path: Path) -> int:
         """Line of the deepest existing prefix of `path` (1 when nothing matches)."""
@@ -75,6 +78,8 @@ def _walk(node: yaml.Node, path: Path, pos: Positions, problems: list[YamlProble
                 )
                 continue
             key = str(key_node.value)
+            if "\ue000" in key:
+                pos.templated.update(path[:cut] for cut in range(len(path) + 1))
             if key_node.tag == "tag:yaml.org,2002:merge" or key == "<<":
                 problems.append(
                     YamlProblem(key_node.start_mark.line + 1, "merge keys are not allowed")
@@ -99,8 +104,10 @@ def _walk(node: yaml.Node, path: Path, pos: Positions, problems: list[YamlProble
             items.append(_walk(item, (*path, index), pos, problems))
         return items
     pos.spans.append((node.start_mark.line + 1, node.end_mark.line + 1, path))
-    if not getattr(node, "style", None) and "\ue000" in node.value:  # plain: None or ""
-        pos.plain_templates.add(path)
+    if "\ue000" in node.value:
+        pos.templated.update(path[:cut] for cut in range(len(path) + 1))
+        if not getattr(node, "style", None):  # plain: None or ""
+            pos.plain_templates.add(path)
     if node.tag == _STR:  # most scalars: what SafeConstructor would return, without its cost
         return node.value
     try:
