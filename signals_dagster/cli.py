@@ -33,6 +33,7 @@ def validate(paths: Sequence[str]) -> None:
     from pathlib import Path
 
     from signals_dagster.catalog import collectors_dir
+    from signals_dagster.heap import long_lived
     from signals_dagster.spec.loader import collector_files, load_collectors
 
     targets = list(paths) or [collectors_dir()]
@@ -41,7 +42,8 @@ def validate(paths: Sequence[str]) -> None:
     files = collector_files(targets)
     registries: list[Path] = []
     try:
-        specs = load_collectors(targets, warnings=warnings, files=files, registries=registries)
+        with long_lived():
+            specs = load_collectors(targets, warnings=warnings, files=files, registries=registries)
     except SpecError as exc:
         _print_problems(SpecError(exc.problems + problems))
         sys.exit(1)

@@ -22,7 +22,6 @@ the file another component of the process was built with, is an error, never a s
 """
 
 import contextlib
-import gc
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -114,25 +113,15 @@ def collectors_definitions(directory: str | os.PathLike[str]) -> dg.Definitions:
     Raises SpecError (every located problem) when a collector file is invalid."""
     from signals_dagster.catalog import load_catalog
     from signals_dagster.derived import derived_definitions
+    from signals_dagster.heap import long_lived
     from signals_dagster.orchestration.factory import build_definitions
 
     folder = os.path.abspath(directory)
-    # Thousands of collectors make millions of long-lived objects, none of them garbage: the
-    # cyclic collector would walk the growing heap again and again while they are built (a
-    # tenth of the load). Made while it is off, they all sit in its youngest generation:
-    # re-enabled as they are, its next collections (and the one at exit) would walk every one
-    # of them again, so they leave its generations for good (they live as long as the process).
-    was_on = gc.isenabled()
-    gc.disable()
-    try:
+    with long_lived():
         catalog = load_catalog(folder)
         return dg.Definitions.merge(
             build_definitions(catalog, folder), derived_definitions(catalog)
         )
-    finally:
-        gc.freeze()
-        if was_on:
-            gc.enable()
 
 
 EXAMPLE_COLLECTOR = """\

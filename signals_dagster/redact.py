@@ -16,6 +16,8 @@ _KEYWORD = re.compile(
     r"(?i)(?P<k>(?<![\w-])(?:password|passwd|pwd|sslpassword)\s*=\s*)"
     r"(?P<v>'(?:[^'\\]|\\.)*'?|[^\s'\"&;]+)"
 )
+# Every key of _SECRET_PARAMS and _KEYWORD contains one of these.
+_SECRET_WORDS = ("pass", "pwd", "secret", "token", "key")
 MASK = "***"
 MIN_SECRET_LENGTH = 4  # shorter values would mask ordinary text everywhere
 
@@ -48,9 +50,13 @@ def redact(text: str) -> str:
     libpq `password=` keywords with ***."""
     if _registered:
         text = _mask_values(text, _registered)
-    text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
-    text = _SECRET_PARAMS.sub(lambda m: f"{m['k']}{MASK}", text)
-    return _KEYWORD.sub(lambda m: f"{m['k']}{MASK}", text)
+    # Each pattern needs what is tested before it (most texts need none of the three passes).
+    if "@" in text and "://" in text:
+        text = _USERINFO.sub(lambda m: f"{m['scheme']}{m['user']}:{MASK}@", text)
+    if "=" in text and any(word in text.lower() for word in _SECRET_WORDS):
+        text = _SECRET_PARAMS.sub(lambda m: f"{m['k']}{MASK}", text)
+        text = _KEYWORD.sub(lambda m: f"{m['k']}{MASK}", text)
+    return text
 
 
 def redact_secrets(text: str, secrets: list[str]) -> str:

@@ -5,7 +5,7 @@ Every problem of every file is collected and raised once as a SpecError.
 
 import os
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -295,16 +295,27 @@ def collector_files(paths: Iterable[str | os.PathLike[str]]) -> list[Path]:
     for item in paths:
         path = Path(item)
         if path.is_dir():
-            files += sorted(
-                p
-                for p in path.rglob("*")
-                if p.suffix in YAML_SUFFIXES
-                and p.is_file()
-                and not any(part.startswith(".") for part in p.relative_to(path).parts)
-            )
+            files += sorted(_yaml_files(path))
         else:
             files.append(path)
     return files
+
+
+def _yaml_files(folder: Path) -> Iterator[Path]:
+    """The .yaml/.yml files under a folder, not in hidden folders, not hidden; folder links are
+    not followed, file links are (as Path.rglob; one scandir per folder, no stat per entry)."""
+    try:
+        with os.scandir(folder) as listing:
+            entries = list(listing)
+    except PermissionError:
+        return
+    for entry in entries:
+        if entry.name.startswith("."):
+            continue
+        if entry.is_dir(follow_symlinks=False):
+            yield from _yaml_files(folder / entry.name)
+        elif os.path.splitext(entry.name)[1] in YAML_SUFFIXES and entry.is_file():
+            yield folder / entry.name
 
 
 def _registry_scope(file: Path) -> tuple[Path, bool]:
