@@ -25,7 +25,9 @@ metric `signals.policy.violations` (value: the number of deny messages; tags `po
 `metric`) per policy and window is written through those sinks.
 """
 
+import atexit
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -341,9 +343,30 @@ def _package_line(text: str) -> int:
     return text.count("\n", 0, match.start()) + 1 if match else 1
 
 
+@functools.cache
+def _quiet_regopy_at_exit() -> None:
+    """Compiled policies live in the code location's frozen objects (heap.long_lived), so they
+    outlast the interpreter's final collection and are destroyed after regopy's module is torn
+    down, where its finalizers find their C functions gone and print "Exception ignored" for
+    each. At exit the finalizers are dropped: the process frees that memory anyway."""
+
+    def _drop_finalizers() -> None:
+        from regopy import interpreter, output
+
+        for kind in (interpreter.Bundle, interpreter.Input, interpreter.Interpreter, output.Output):
+            kind.__del__ = _no_finalizer
+
+    atexit.register(_drop_finalizers)
+
+
+def _no_finalizer(_self: object) -> None:
+    return None
+
+
 def _compile(file: Path, text: str, digest: str) -> tuple[Policy | None, list[Problem]]:
     import regopy
 
+    _quiet_regopy_at_exit()
     where = str(file)
     source = text.encode("utf-8")
     problems: list[Problem] = []
