@@ -46,6 +46,10 @@ class Positions:
     # with all its prefixes: the expander walks only into these.
     templated: set[Path] = field(default_factory=set)
 
+    def mark_templated(self, path: Path) -> None:
+        """`path` holds a placeholder: it and every prefix lead the expander to it."""
+        self.templated.update(path[:cut] for cut in range(len(path) + 1))
+
     def line_for(self, path: Path) -> int:
         """Line of the deepest existing prefix of `path` (1 when nothing matches)."""
         for cut in range(len(path), -1, -1):
@@ -79,7 +83,7 @@ def _walk(node: yaml.Node, path: Path, pos: Positions, problems: list[YamlProble
                 continue
             key = str(key_node.value)
             if "\ue000" in key:
-                pos.templated.update(path[:cut] for cut in range(len(path) + 1))
+                pos.mark_templated(path)
             if key_node.tag == "tag:yaml.org,2002:merge" or key == "<<":
                 problems.append(
                     YamlProblem(key_node.start_mark.line + 1, "merge keys are not allowed")
@@ -105,7 +109,7 @@ def _walk(node: yaml.Node, path: Path, pos: Positions, problems: list[YamlProble
         return items
     pos.spans.append((node.start_mark.line + 1, node.end_mark.line + 1, path))
     if "\ue000" in node.value:
-        pos.templated.update(path[:cut] for cut in range(len(path) + 1))
+        pos.mark_templated(path)
         if not getattr(node, "style", None):  # plain: None or ""
             pos.plain_templates.add(path)
     if node.tag == _STR:  # most scalars: what SafeConstructor would return, without its cost
