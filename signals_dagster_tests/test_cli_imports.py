@@ -3,12 +3,14 @@ validate / invoke of a SQLite collector without pandas or SQLAlchemy either: eac
 a fresh interpreter, which then reports what it imported."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from signals_dagster import demo
 from signals_dagster_tests.sqlite_shop import collector_yaml, make_shop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,11 +30,14 @@ else:
     import signals_dagster.partitioning, signals_dagster.invoke, signals_dagster.redrive
 tops = {m.split(".")[0] for m in sys.modules if sys.modules[m] is not None}
 print(json.dumps({"dagster": sorted(m for m in sys.modules if m.split(".")[0] == "dagster"),
-                  "pandas": "pandas" in tops, "sqlalchemy": "sqlalchemy" in tops}))
+                  "pandas": "pandas" in tops, "sqlalchemy": "sqlalchemy" in tops,
+                  "croniter": "croniter" in tops}))
 """
 
 
-def run_without_dagster(args: list[str]) -> subprocess.CompletedProcess[str]:
+def run_without_dagster(
+    args: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run the CLI in a fresh interpreter; fail when the command or the probe fails."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(args)],
@@ -40,6 +45,7 @@ def run_without_dagster(args: list[str]) -> subprocess.CompletedProcess[str]:
         text=True,
         timeout=120,
         cwd=ROOT,
+        env={**os.environ, **(env or {})},
     )
     assert out.returncode == 0, out.stdout + out.stderr
     imported = json.loads(out.stdout.splitlines()[-1])
@@ -85,3 +91,16 @@ def test_invoke_and_redrive_import_no_dagster(shop_collector: dict[str, Path]) -
     assert len(Path(audit).read_text().splitlines()) == 3
     out = run_without_dagster(["redrive", audit, "--collector", collector, "--sink", "shout"])
     assert "redriven: 3 record(s) in 1 partition(s) to sink shout (console)" in out.stdout
+
+
+def test_invoke_of_the_demo_collector_imports_no_croniter(tmp_path: Path) -> None:
+    # Its everyday cron ('15 0 * * *') is judged without croniter and dateutil (a tenth of the
+    # command); the repository's registry, lock and policies are read as in `make dev`.
+    env = {
+        "SIGNALS_DEMO_DB": str(demo.build(str(tmp_path / "shop.sqlite"))),
+        "SIGNALS_DEMO_AUDIT": str(tmp_path / "audit.jsonl"),
+    }
+    args = ["invoke", "collectors/orders_revenue_daily.yaml", "--partition", "2026-06-10"]
+    out = run_without_dagster([*args, "--dry-run"], env)
+    assert json.loads(out.stdout.splitlines()[-1])["croniter"] is False
+    assert len(out.stdout.splitlines()) > 1  # records printed

@@ -138,3 +138,37 @@ def test_long_lived_pauses_the_collector_restores_it_and_freezes_what_was_built(
         assert not gc.isenabled()  # a collector that was off stays off
     finally:
         gc.enable()
+
+
+def test_plain_crons_are_judged_without_croniter_exactly_as_croniter_judges_them() -> None:
+    from croniter import croniter
+
+    from signals_dagster.spec import fields
+
+    # Every shape of field: numbers in and out of each field's range (leading zeros too), steps
+    # (0, in range, past the range), lists (empty members too), ranges, names, 'L', '?', '#' and
+    # a full-width digit (str.isdigit, not ASCII).
+    tokens = [
+        "*", "*/0", "*/1", "*/5", "*/15", "*/59", "*/60", "*/100", "0", "00", "1", "5", "6",
+        "7", "12", "13", "23", "24", "29", "30", "31", "32", "59", "60", "-1", "1,2", "1,,2",
+        ",1", "0,59", "59,60", "1-5", "5-1", "mon", "jan", "L", "?", "1#2", "x", "\uff11",
+    ]  # fmt: skip
+    rng = random.Random(3)
+    numeric = tokens[: tokens.index("1-5")]  # the shapes of the fast path and their edges
+    texts = {" ".join(rng.choice(tokens) for _ in range(5)) for _ in range(4_000)}
+    texts |= {" ".join(rng.choice(numeric) for _ in range(5)) for _ in range(4_000)}
+    texts |= {"15 0 * * *", "0 0 * * *", "0 6,18 * * *", "*/5 * * * *", "0 9 * * 1-5"}
+    plain = {
+        t
+        for t in texts
+        if all(
+            fields._plain_cron_field(f, *r)
+            for f, r in zip(t.split(), fields._CRON_RANGES, strict=True)
+        )
+    }
+    assert len(plain) > 50  # the corpus reaches the fast path
+    fields._valid_cron.cache_clear()
+    assert {t: fields._valid_cron(t) for t in texts} == {
+        t: bool(croniter.is_valid(t)) for t in texts
+    }
+    assert all(croniter.is_valid(t) for t in plain)

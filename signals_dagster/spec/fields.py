@@ -75,13 +75,37 @@ def _duration(value: object) -> timedelta:
     return parse_duration(value)
 
 
+# The everyday cron fields croniter accepts for sure: '*', '*/STEP', a number or a list of numbers
+# in the field's range (minute, hour, day of month, month, day of week).
+_CRON_RANGES = ((0, 59), (0, 23), (1, 31), (1, 12), (0, 6))
+
+
+def _plain_cron_field(text: str, low: int, high: int) -> bool:
+    if text == "*":
+        return True
+    if text.startswith("*/"):
+        step = text[2:]
+        return step.isascii() and step.isdigit() and 1 <= int(step) <= high
+    return all(
+        part.isascii() and part.isdigit() and low <= int(part) <= high for part in text.split(",")
+    )
+
+
 @functools.lru_cache(maxsize=1024)
 def _valid_cron(text: str) -> bool:
+    fields = text.split(" ")
+    if len(fields) != 5:
+        return False
+    pairs = zip(fields, _CRON_RANGES, strict=True)
+    if all(_plain_cron_field(field, low, high) for field, (low, high) in pairs):
+        # Valid without croniter, whose import (it brings dateutil) is a tenth of a short
+        # `signals invoke`; names, ranges, 'L', '#', '?' and the rest are croniter's to judge.
+        return True
     # croniter expands every field to check it (a third of a millisecond); collectors share a
-    # few crons, so each is checked once. Imported here: most collectors have no cron.
+    # few crons, so each is checked once.
     from croniter import croniter
 
-    return len(text.split(" ")) == 5 and bool(croniter.is_valid(text))
+    return bool(croniter.is_valid(text))
 
 
 def _cron(value: str) -> str:
