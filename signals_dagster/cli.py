@@ -181,9 +181,11 @@ def _reported_errors() -> Iterator[None]:
         sys.exit(2)
 
 
-# Commands that never handle a pandas object: pyarrow imports pandas (0.5 s) on its first array
-# only to ask whether an input is one, so the `signals` command tells it there is none.
-_NO_PANDAS = {"validate", "invoke", "registry", "catalog", "forget", "schema"}
+# Short commands that never handle a pandas object nor do linear algebra: pyarrow imports pandas
+# (0.5 s) on its first array only to ask whether an input is one, so the `signals` command tells
+# it there is none; and numpy's OpenBLAS, loaded with pyarrow, starts a thread per core that
+# spins for a while (a fifth of such a command's CPU time, measured), so it is kept to one.
+_SHORT = {"validate", "invoke", "registry", "catalog", "forget", "schema"}
 
 
 class _WithoutPandas:
@@ -196,8 +198,11 @@ class _WithoutPandas:
 
 def run() -> None:
     """The `signals` console command."""
-    if _NO_PANDAS & set(sys.argv[1:2]) and "pandas" not in sys.modules:
-        sys.meta_path.insert(0, _WithoutPandas())
+    if _SHORT & set(sys.argv[1:2]):
+        if "pandas" not in sys.modules:
+            sys.meta_path.insert(0, _WithoutPandas())
+        if "numpy" not in sys.modules:
+            os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     # pydantic scans every installed distribution for plug-ins on first use (~30 ms); we use none.
     os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")
     try:

@@ -31,21 +31,24 @@ else:
 tops = {m.split(".")[0] for m in sys.modules if sys.modules[m] is not None}
 print(json.dumps({"dagster": sorted(m for m in sys.modules if m.split(".")[0] == "dagster"),
                   "pandas": "pandas" in tops, "sqlalchemy": "sqlalchemy" in tops,
-                  "croniter": "croniter" in tops}))
+                  "croniter": "croniter" in tops,
+                  "threads": int(next(line.split()[1] for line in open("/proc/self/status")
+                                      if line.startswith("Threads:")))}))
 """
 
 
 def run_without_dagster(
-    args: list[str], env: dict[str, str] | None = None
+    args: list[str], env: dict[str, str | None] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    """Run the CLI in a fresh interpreter; fail when the command or the probe fails."""
+    """Run the CLI in a fresh interpreter (env: variables to set, or with None to unset); fail
+    when the command or the probe fails."""
     out = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(args)],
         capture_output=True,
         text=True,
         timeout=120,
         cwd=ROOT,
-        env={**os.environ, **(env or {})},
+        env={k: v for k, v in {**os.environ, **(env or {})}.items() if v is not None},
     )
     assert out.returncode == 0, out.stdout + out.stderr
     imported = json.loads(out.stdout.splitlines()[-1])
@@ -104,3 +107,13 @@ def test_invoke_of_the_demo_collector_imports_no_croniter(tmp_path: Path) -> Non
     out = run_without_dagster([*args, "--dry-run"], env)
     assert json.loads(out.stdout.splitlines()[-1])["croniter"] is False
     assert len(out.stdout.splitlines()) > 1  # records printed
+
+
+def test_short_commands_keep_openblas_to_one_thread(shop_collector: dict[str, Path]) -> None:
+    # numpy (loaded with pyarrow) starts OpenBLAS workers, a thread per core, that spin for a
+    # while; invoke and validate do no linear algebra, so the command asks for none.
+    args = ["invoke", str(shop_collector["collector"]), "--partition", "2026-02-03", "--dry-run"]
+    ours = run_without_dagster(args, {"OPENBLAS_NUM_THREADS": None})
+    asked = run_without_dagster(args, {"OPENBLAS_NUM_THREADS": "2"})
+    threads = [json.loads(out.stdout.splitlines()[-1])["threads"] for out in (ours, asked)]
+    assert threads[0] < threads[1], threads
