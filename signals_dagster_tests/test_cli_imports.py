@@ -97,8 +97,8 @@ def test_invoke_and_redrive_import_no_dagster(shop_collector: dict[str, Path]) -
 
 
 def test_invoke_of_the_demo_collector_imports_no_croniter(tmp_path: Path) -> None:
-    # Its everyday cron ('15 0 * * *') is judged without croniter and dateutil (a tenth of the
-    # command); the repository's registry, lock and policies are read as in `make dev`.
+    # Its everyday cron ('15 0 * * *') is judged without importing croniter and dateutil; the
+    # repository's registry, lock and policies are read as in `make dev`.
     env = {
         "SIGNALS_DEMO_DB": str(demo.build(str(tmp_path / "shop.sqlite"))),
         "SIGNALS_DEMO_AUDIT": str(tmp_path / "audit.jsonl"),

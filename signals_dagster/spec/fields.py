@@ -91,13 +91,18 @@ def _plain_cron_field(text: str, low: int, high: int) -> bool:
     )
 
 
+def _plain_cron(fields: list[str]) -> bool:
+    """Whether each of the five fields has one of the everyday shapes."""
+    pairs = zip(fields, _CRON_RANGES, strict=True)
+    return all(_plain_cron_field(field, low, high) for field, (low, high) in pairs)
+
+
 @functools.lru_cache(maxsize=1024)
 def _valid_cron(text: str) -> bool:
     fields = text.split(" ")
     if len(fields) != 5:
         return False
-    pairs = zip(fields, _CRON_RANGES, strict=True)
-    if all(_plain_cron_field(field, low, high) for field, (low, high) in pairs):
+    if _plain_cron(fields):
         # Valid without importing croniter and dateutil (tens of milliseconds of a short
         # `signals invoke`); names, ranges, 'L', '#', '?' and the rest are croniter's to judge.
         return True
